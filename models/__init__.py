@@ -1,0 +1,1 @@
+"""tensorpack graphs of E2Net and its baselines (CAM, ADL)."""

@@ -1,0 +1,1 @@
+"""Numpy/OpenCV helpers, configuration and data for the E2Net reproduction."""
