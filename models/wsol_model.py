@@ -1,0 +1,110 @@
+"""The tensorpack ``ModelDesc`` of every method: inputs, preprocessing, backbone with
+MAE / ADL at the chosen positions, the localization heads, loss, exported tensors
+for evaluation, and the optimizer of the released recipe.
+
+Exported tensors (names usable by ``OfflinePredictor``):
+``logits`` (sum of the heads), ``logits_<head>``, ``features_<head>`` (NHWC),
+``fc_weights_<head>`` ([C, K]), ``top5`` (indices, best first), ``wrong-top1``,
+``wrong-top5``; the heads are listed by ``WSOLModel.head_names``.
+"""
+from tensorpack import BatchNorm, Conv2D, GlobalAvgPooling, MaxPooling, ModelDesc
+from tensorpack.models import regularize_cost
+from tensorpack.tfutils import gradproc, optimizer
+from tensorpack.tfutils.argscope import argscope
+from tensorpack.tfutils.summary import add_moving_summary
+
+from models import resnet, vgg
+from models.adl import attention_based_dropout
+from models.layers import to_nhwc
+from models.mae import maxout_attention_excitation
+from models.ose import resnet_heads, vgg_heads
+from models.spec import PRETRAINED_REGEXES
+from utils.compat import tf
+
+# ImageNet statistics in BGR order (images enter as BGR uint8, as released).
+IMAGE_MEAN_BGR = (0.406, 0.456, 0.485)
+IMAGE_STD_BGR = (0.225, 0.224, 0.229)
+
+BACKBONES = {
+    "vgg_gap": (vgg.vgg16_gap, vgg.insertion_points, vgg_heads),
+    "resnet": (resnet.resnet50_se, resnet.insertion_points, resnet_heads),
+}
+
+
+def preprocess(image_bgr_uint8):
+    """uint8 BGR -> float, /255, ImageNet mean/std (BGR order)."""
+    x = tf.cast(image_bgr_uint8, tf.float32) / 255.0
+    return (x - tf.constant(IMAGE_MEAN_BGR)) / tf.constant(IMAGE_STD_BGR)
+
+
+class WSOLModel(ModelDesc):
+    """One graph for CAM, ADL, MAE, OSE and E2Net on VGG16-GAP or ResNet50-SE."""
+
+    def __init__(self, spec):
+        self.spec = spec.validate()
+        self._backbone, points, self._heads = BACKBONES[spec.arch]
+        unknown = [p for p in spec.positions if p not in points()]
+        if unknown:
+            raise ValueError(f"{spec.arch} has no insertion position {unknown}; valid: {' '.join(points())}")
+
+    @property
+    def head_names(self):
+        return tuple(self.spec.ose_heads)
+
+    def inputs(self):
+        size = self.spec.image_size
+        return [tf.TensorSpec([None, size, size, 3], tf.uint8, "input"),
+                tf.TensorSpec([None], tf.int32, "label"),
+                tf.TensorSpec([None, 2, 2], tf.float32, "bbox")]
+
+    def _at_position(self, position, x):
+        spec = self.spec
+        if position not in spec.positions:
+            return x
+        if spec.uses_mae:
+            return maxout_attention_excitation(f"aware_{position}", x, spec.mae_threshold, spec.mae_mask)
+        if spec.uses_adl:
+            return attention_based_dropout(f"adl_{position}", x, spec.adl_threshold, spec.adl_keep_prob)
+        return x
+
+    def build_heads(self, image):
+        """Forward pass from uint8 images to {head: (features, logits, fc_weights)}."""
+        x = preprocess(image)
+        fmt = self.spec.data_format
+        if fmt == "NCHW":
+            x = tf.transpose(x, [0, 3, 1, 2])
+        with argscope([Conv2D, MaxPooling, GlobalAvgPooling, BatchNorm], data_format=fmt):
+            features = self._backbone(x, self.spec, self._at_position)
+            heads = self._heads(features, self.spec)
+            for name, (head_features, head_logits, weights) in heads.items():
+                tf.identity(to_nhwc(head_features), name=f"features_{name}")
+                tf.identity(head_logits, name=f"logits_{name}")
+                tf.identity(weights, name=f"fc_weights_{name}")
+        return heads
+
+    def build_graph(self, image, label, bbox):
+        heads = self.build_heads(image)
+        logits = tf.add_n([head_logits for _, head_logits, _ in heads.values()], name="logits")
+        tf.identity(tf.nn.top_k(logits, k=min(5, self.spec.num_classes)).indices, name="top5")
+        wrong1 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 1)), tf.float32, name="wrong-top1")
+        wrong5 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 5)), tf.float32, name="wrong-top5")
+
+        xentropy = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits), name="xentropy")
+        weight_decay = self.spec.weight_decay
+        wd_cost = regularize_cost(".*/W", lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")
+        cost = tf.add(xentropy, wd_cost, name="cost")
+        add_moving_summary(xentropy, wd_cost, cost,
+                           tf.reduce_mean(wrong1, name="train-error-top1"),
+                           tf.reduce_mean(wrong5, name="train-error-top5"))
+        return cost
+
+    def optimizer(self):
+        lr = tf.get_variable("learning_rate", initializer=self.spec.base_lr, trainable=False)
+        tf.summary.scalar("learning_rate-summary", lr)
+        opt = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
+        scale = self.spec.pretrained_grad_scale
+        if scale == 1.0:
+            return opt
+        multipliers = [(regex, scale) for regex in PRETRAINED_REGEXES[self.spec.arch]]
+        return optimizer.apply_grad_processors(opt, [gradproc.ScaleGradient(multipliers, verbose=False)])

@@ -1,0 +1,34 @@
+"""Shared fixtures: repository paths and small graph builders."""
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO), "shared")
+
+
+@pytest.fixture
+def shared_dir():
+    if not os.path.isdir(SHARED):
+        pytest.skip(f"{SHARED} (the project's shared/ folder) is not beside the checkout")
+    return SHARED
+
+
+def build_model_graph(spec, is_training):
+    """(graph, model, input placeholders, cost) for a ModelSpec, outside any trainer."""
+    from utils.compat import tf
+    from tensorpack.tfutils.tower import TowerContext
+    from models.wsol_model import WSOLModel
+
+    graph = tf.Graph()
+    with graph.as_default():
+        model = WSOLModel(spec)
+        inputs = [tf.placeholder(s.dtype, s.shape, s.name) for s in model.inputs()]
+        with TowerContext("", is_training=is_training):
+            cost = model.build_graph(*inputs)
+    return graph, model, inputs, cost
+
+
+@pytest.fixture
+def model_graph():
+    return build_model_graph
