@@ -40,27 +40,12 @@ def _patch_tensorpack_validate_coords():
     tp_image.validate_coords = validate_coords
 
 
-def find_contours(binary_mask):
-    """``cv2.findContours`` with the OpenCV 3 (3 values) / 4 (2 values) difference hidden.
-
-    Returns the list of external contours of a uint8 mask.
-    """
-    import cv2
-    result = cv2.findContours(binary_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return result[-2]
-
-
 def gpu_available():
     """True when TensorFlow sees at least one GPU."""
     if TF2:
         return len(_tf_root.config.list_physical_devices("GPU")) > 0
     from tensorflow.python.client import device_lib
     return any(d.device_type == "GPU" for d in device_lib.list_local_devices())
-
-
-def in_top_k(predictions, targets, k):
-    """TF1 signature ``in_top_k(predictions, targets, k)`` on both TF versions."""
-    return tf.nn.in_top_k(predictions, targets, k)
 
 
 _patch_tensorpack_validate_coords()

@@ -88,8 +88,10 @@ class NpzInit(SessionInit):
         logger.info(f"Loading {self.path}:\n" + loading_table(used, skipped, new))
 
     def _run_init(self, sess):
-        for var, value in self._assignments:
-            var.load(value.astype(var.dtype.base_dtype.as_numpy_dtype), sess)
+        """All assignments in one run: feed each variable's initializer its value."""
+        feeds = {var.initializer.inputs[1]: value.astype(var.dtype.base_dtype.as_numpy_dtype)
+                 for var, value in self._assignments}
+        sess.run([var.initializer for var, _ in self._assignments], feed_dict=feeds)
 
 
 def checkpoint_shapes(path):
