@@ -1,0 +1,216 @@
+"""Throughput of CAM -> box -> metrics, and a check that the fast sweep is exact.
+
+    python bench/eval_throughput.py [--quick] [--images N] [--repeats R] [--out FILE]
+
+Measures images/s of
+  (a) the reference protocol at one threshold (normalise, box, IoU);
+  (b) ``WSOLEvaluator``: reference sweep + wsolevaluation sweep over 100 thresholds
+      (quantise once, one contour search per distinct mask);
+  (c) a naive loop written here, as the released evaluation worked: for every
+      threshold, colour-map the CAM with the cubehelix LUT, convert it to gray with
+      ``cv2.cvtColor``, threshold, find contours — and the same per-threshold loop
+      for the wsolevaluation protocol.
+Inputs are random smooth CAMs (sums of Gaussians on a 14x14 grid, resized to
+224x224) with random GT boxes near the blobs.  Prints medians over repeats and the
+speed-up of (b) over (c), writes JSON, and exits with 1 unless (b) and (c) give
+identical reference boxes at every threshold and identical metrics.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from utils.boxes import box_iou  # noqa: E402
+from utils.evaluation import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRESHOLDS, LOC_IOU,  # noqa: E402
+                              WSOLEvaluator)
+from utils.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
+
+IMAGE_SIZE = 224
+GRID_SIZE = 14
+NUM_CLASSES = 10
+CAM_THRESHOLD = 0.2
+SPEEDUP_TARGET = 10.0
+
+
+# --------------------------------------------------------------------------- inputs
+
+def random_image(rng):
+    """(cam 224x224, gt_boxes [n, 4], label, top5) of one synthetic image."""
+    grid = np.arange(GRID_SIZE, dtype=np.float64)
+    cam = np.zeros((GRID_SIZE, GRID_SIZE))
+    centers = rng.uniform(2, GRID_SIZE - 2, size=(rng.integers(1, 4), 2))
+    for (cy, cx), sigma, weight in zip(centers, rng.uniform(1, 3, len(centers)), rng.uniform(0.3, 1, len(centers))):
+        cam += weight * np.exp(-((grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2) / (2 * sigma ** 2))
+    cam = resize_cam(cam.astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE))
+    scale = IMAGE_SIZE / GRID_SIZE
+    gt_boxes = []
+    for cy, cx in centers[: rng.integers(1, len(centers) + 1)]:
+        half_w, half_h = rng.uniform(20, 70, size=2)
+        gt_boxes.append([max(cx * scale - half_w, 0), max(cy * scale - half_h, 0),
+                         min(cx * scale + half_w, IMAGE_SIZE - 1), min(cy * scale + half_h, IMAGE_SIZE - 1)])
+    label = int(rng.integers(NUM_CLASSES))
+    top5 = [int(c) for c in rng.permutation(NUM_CLASSES)[:5]]
+    return cam, np.floor(gt_boxes), label, top5
+
+
+# --------------------------------------------------------------------------- (a), (b)
+
+def reference_single(images):
+    """GT-known Loc at one threshold with the reference protocol."""
+    hits = 0
+    for cam, gt_boxes, _, _ in images:
+        box = reference_box(normalize_cam(cam), CAM_THRESHOLD)
+        hits += box_iou(box, gt_boxes[:1])[0, 0] >= LOC_IOU
+    return 100.0 * hits / len(images)
+
+
+def fast_sweep(images):
+    evaluator = WSOLEvaluator(cam_threshold=CAM_THRESHOLD)
+    records = [evaluator.add(cam, gt_boxes, label, top5) for cam, gt_boxes, label, top5 in images]
+    return evaluator.compute(), records
+
+
+# --------------------------------------------------------------------------- (c) naive loop
+
+def naive_reference_box(cam_norm, tau, cmap):
+    """Colour map -> gray -> threshold -> largest contour, recomputed for this threshold."""
+    rgb = (cmap(cam_norm)[..., :3].astype(np.float32) * 255.0).astype(np.uint8)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    _, kept = cv2.threshold(gray, int(gray.max() * tau), 255, cv2.THRESH_BINARY)
+    contours = cv2.findContours(kept, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if not contours:
+        return [0, 0, 1, 1]
+    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+    return [x, y, x + w, y + h]
+
+
+def naive_wsol_boxes(cam_norm, tau, largest_only=False):
+    """wsolevaluation's per-threshold binarisation and boxes; the largest contour's box first."""
+    scores = (cam_norm * 255).astype(np.uint8)
+    _, kept = cv2.threshold(scores, int(tau * scores.max()), 255, cv2.THRESH_BINARY)
+    contours = cv2.findContours(kept, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if not contours:
+        return [[0, 0, 0, 0]]
+    largest = max(contours, key=cv2.contourArea)
+    boxes = []
+    for contour in [largest] + [c for c in contours if c is not largest]:
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes.append([x, y, min(x + w, kept.shape[1] - 1), min(y + h, kept.shape[0] - 1)])
+    return boxes
+
+
+def naive_sweep(images):
+    """Every metric of ``fast_sweep`` by plain loops; also returns every reference box."""
+    cmap = matplotlib.colormaps["cubehelix"]
+    thresholds = list(DEFAULT_SWEEP_THRESHOLDS) + [CAM_THRESHOLD]
+    num_sweep = len(DEFAULT_SWEEP_THRESHOLDS)
+    loc_hits = {name: np.zeros(len(thresholds)) for name in ("gt_known_loc", "top1_loc", "top5_loc")}
+    box_hits = {iou: np.zeros(num_sweep) for iou in DEFAULT_IOU_THRESHOLDS}
+    largest_hits = np.zeros(num_sweep)
+    all_boxes = []
+    for cam, gt_boxes, label, top5 in images:
+        cam = cam.astype(np.float64)
+        cam_norm = (cam - cam.min()) / (cam.max() - cam.min())
+        boxes = [naive_reference_box(cam_norm, tau, cmap) for tau in thresholds]
+        all_boxes.append(boxes)
+        for i, box in enumerate(boxes):
+            hit = box_iou(box, gt_boxes[:1])[0, 0] >= LOC_IOU
+            loc_hits["gt_known_loc"][i] += hit
+            loc_hits["top1_loc"][i] += hit and top5[0] == label
+            loc_hits["top5_loc"][i] += hit and label in top5
+        for i, tau in enumerate(DEFAULT_SWEEP_THRESHOLDS):
+            ious = box_iou(naive_wsol_boxes(cam_norm, tau), gt_boxes).max(axis=1)
+            for iou in DEFAULT_IOU_THRESHOLDS:
+                box_hits[iou][i] += ious.max() >= iou / 100
+            largest_hits[i] += ious[0] >= LOC_IOU
+    percent = {name: 100.0 * hits / len(images) for name, hits in loc_hits.items()}
+    metrics = {"at_threshold": {name: values[-1] for name, values in percent.items()},
+               "sweep": {name: values[:num_sweep] for name, values in percent.items()},
+               "box_accuracy": {str(iou): 100.0 * hits / len(images) for iou, hits in box_hits.items()},
+               "largest_contour_iou50": 100.0 * largest_hits / len(images)}
+    return metrics, all_boxes
+
+
+# --------------------------------------------------------------------------- check and timing
+
+def identical(images, fast_metrics, fast_records, naive_metrics, naive_boxes):
+    """True when boxes (every threshold) and every metric of (b) and (c) agree exactly."""
+    thresholds = list(DEFAULT_SWEEP_THRESHOLDS) + [CAM_THRESHOLD]
+    same_boxes = all(np.array_equal(reference_boxes(normalize_cam(cam), thresholds), boxes)
+                     and record["box"] == boxes[-1]
+                     for (cam, _, _, _), record, boxes in zip(images, fast_records, naive_boxes))
+    same_loc = all(fast_metrics[name] == value for name, value in naive_metrics["at_threshold"].items())
+    same_sweep = all(np.array_equal(fast_metrics["sweep"][name], curve)
+                     for name, curve in naive_metrics["sweep"].items())
+    box_accuracy = fast_metrics["box_accuracy"]
+    same_box_accuracy = all(np.array_equal(box_accuracy["iou"][iou]["curve"], curve)
+                            for iou, curve in naive_metrics["box_accuracy"].items())
+    same_largest = np.array_equal(box_accuracy["largest_contour_iou50"]["curve"],
+                                  naive_metrics["largest_contour_iou50"])
+    return bool(same_boxes and same_loc and same_sweep and same_box_accuracy and same_largest)
+
+
+def images_per_second(function, images, repeats):
+    """Median images/s over ``repeats`` runs, and the last result."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function(images)
+        rates.append(len(images) / (time.perf_counter() - start))
+    return statistics.median(rates), result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 images, 1 repeat (a few seconds)")
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=os.path.join("bench", "results", "eval_throughput.json"))
+    args = parser.parse_args(argv)
+    num_images, repeats = (4, 1) if args.quick else (args.images, args.repeats)
+
+    rng = np.random.default_rng(args.seed)
+    images = [random_image(rng) for _ in range(num_images)]
+    rate_single, _ = images_per_second(reference_single, images, repeats)
+    rate_fast, (fast_metrics, fast_records) = images_per_second(fast_sweep, images, repeats)
+    rate_naive, (naive_metrics, naive_boxes) = images_per_second(naive_sweep, images, repeats)
+    result = {
+        "images_per_s_reference_single": rate_single,
+        "images_per_s_fast_sweep": rate_fast,
+        "images_per_s_naive_sweep": rate_naive,
+        "speedup_sweep": rate_fast / rate_naive,
+        "identical": identical(images, fast_metrics, fast_records, naive_metrics, naive_boxes),
+        "num_images": num_images, "repeats": repeats,
+        "num_thresholds": len(DEFAULT_SWEEP_THRESHOLDS), "image_size": IMAGE_SIZE,
+    }
+    print(tabulate([["(a) reference, one threshold", rate_single],
+                    ["(b) fast sweep, both protocols", rate_fast],
+                    ["(c) naive sweep, both protocols", rate_naive]],
+                   ["path", "images/s (median)"], tablefmt="github", floatfmt=".1f"))
+    target = "meets" if result["speedup_sweep"] >= SPEEDUP_TARGET else "below"
+    print(f"speed-up (b)/(c): {result['speedup_sweep']:.1f}x ({target} the {SPEEDUP_TARGET:.0f}x target); "
+          f"identical boxes and metrics: {result['identical']}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as out:
+        json.dump(result, out, indent=2)
+        out.write("\n")
+    print(f"wrote {args.out}")
+    if not result["identical"]:
+        print("error: the fast sweep and the naive loop disagree", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Report files and example pictures."""
+import csv
+
+import cv2
+import numpy as np
+
+from utils.evaluation import WSOLEvaluator
+from utils.report import read_metrics, write_report
+from utils.visualization import GT_COLOR, PRED_COLOR, draw_boxes, example_panel, heatmap_overlay, save_examples
+
+CLASS_NAMES = [f"class_{i}" for i in range(10)]
+
+
+def evaluated_run(num_images=12, seed=0):
+    """Metrics and records (with image names) of Gaussian-blob CAMs near their GT box."""
+    rng = np.random.default_rng(seed)
+    evaluator = WSOLEvaluator(cam_threshold=0.3)
+    grid_y, grid_x = np.mgrid[0:40, 0:40]
+    records = []
+    for i in range(num_images):
+        x, y = rng.integers(0, 20, size=2)
+        sigma = rng.uniform(3, 12)
+        cam = np.exp(-((grid_x - x - 10) ** 2 + (grid_y - y - 10) ** 2) / (2 * sigma ** 2))
+        label = int(rng.integers(10))
+        top5 = [int(c) for c in rng.permutation(10)[:5]]
+        record = evaluator.add(cam, [[x, y, x + 19, y + 19]], label, top5)
+        records.append({"image": f"img_{i}.jpg", **record})
+    return evaluator.compute(), records
+
+
+def test_report_files_agree(tmp_path):
+    metrics, records = evaluated_run()
+    config = {"method": "E2Net", "dataset": "CUB", "arch": "vgg_gap", "cam_threshold": 0.3}
+    paths = write_report(tmp_path / "result", metrics, config, records, class_names=CLASS_NAMES)
+    assert sorted(paths) == ["metrics.json", "metrics.md", "predictions.tsv", "threshold_curve.png"]
+
+    stored = read_metrics(tmp_path / "result")
+    assert stored["config"] == config
+    assert stored["metrics"] == metrics
+
+    with open(paths["predictions.tsv"]) as table:
+        rows = list(csv.DictReader(table, delimiter="\t"))
+    assert [row["image"] for row in rows] == [record["image"] for record in records]
+    assert 0 < metrics["gt_known_loc"] < 100 and 0 < metrics["top5_loc"] < 100
+    columns = {"gt_known": "gt_known_loc", "top1_loc": "top1_loc", "top5_loc": "top5_loc",
+               "top1_cls": "top1_cls", "top5_cls": "top5_cls"}
+    for column, metric in columns.items():
+        recounted = 100.0 * sum(int(row[column]) for row in rows) / len(rows)
+        assert recounted == metrics[metric], column
+    first = rows[0]
+    assert first["label_name"] == CLASS_NAMES[records[0]["label"]]
+    assert first["top5"] == ",".join(map(str, records[0]["top5"]))
+    assert [int(first[k]) for k in ("x1", "y1", "x2", "y2")] == records[0]["box"]
+
+    markdown = open(paths["metrics.md"]).read()
+    for text in ("GT-known Loc", "Top-1 Loc", "best τ = ", "MaxBoxAccV2", "| method"):
+        assert text in markdown
+    picture = cv2.imread(paths["threshold_curve.png"])
+    assert picture is not None and picture.shape[0] > 100
+
+
+def test_predictions_without_classes_leave_flags_empty(tmp_path):
+    evaluator = WSOLEvaluator()
+    record = evaluator.add(np.eye(8), [[0, 0, 7, 7]])
+    paths = write_report(tmp_path, evaluator.compute(), {}, [{"image": "x.png", **record}])
+    with open(paths["predictions.tsv"]) as table:
+        row = next(csv.DictReader(table, delimiter="\t"))
+    assert row["label"] == "" and row["top5"] == "" and row["top1_loc"] == ""
+    assert row["gt_known"] in ("0", "1")
+
+
+def test_example_panel_and_boxes(tmp_path):
+    image = np.full((32, 48, 3), 128, np.uint8)
+    boxed = draw_boxes(image, [[2, 2, 20, 20]], [10, 5, 40, 30])
+    assert tuple(boxed[2, 10]) == GT_COLOR                  # top edge of the GT box
+    assert tuple(boxed[30, 25]) == PRED_COLOR               # bottom edge of the predicted box
+    assert (image == 128).all()                             # the input is not drawn on
+
+    cam = np.zeros((4, 6))
+    cam[0, 0] = 1.0
+    overlay = heatmap_overlay(image, cam, alpha=1.0)
+    assert overlay.shape == image.shape
+    assert overlay[0, 0, 2] > 100 and overlay[-1, -1, 0] > 100   # JET: hot = red, cold = blue
+
+    panel = example_panel(image, {"3x3": cam, "fused": cam}, [[2, 2, 20, 20]], {"ref": [10, 5, 40, 30]})
+    assert panel.shape[1] == 4 * 48 and panel.shape[0] > 32
+    paths = save_examples(tmp_path / "examples", {"bird/001.jpg": panel})
+    assert len(paths) == 1 and "/" not in paths[0].split("examples/")[1]
+    assert cv2.imread(paths[0]).shape == panel.shape

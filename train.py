@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Train or evaluate E2Net and its baselines (CAM, ADL, MAE, OSE) with tensorpack.
+
+Examples:
+  python train.py --dataset_name CUB --arch_name vgg_gap --method_name E2Net --use_pretrained_model --gpu 0,1
+  python train.py --dataset_name CUB --arch_name vgg_gap --method_name AAE_SAE --gating_position 3 4 53 --evaluate
+Run ``python train.py --help`` for every flag.
+"""
+import os
+import sys
+
+from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
+from utils.config import ConfigError, build_parser, resolve  # noqa: E402
+from utils.trainers import select_gpus  # noqa: E402
+
+
+def class_list_size(args):
+    """Number of class names of a data set whose class count has no preset."""
+    from utils.data import dataset_paths
+    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
+    names = os.path.join(os.path.dirname(label_file), "words.txt")
+    if not os.path.isfile(names):
+        return None
+    with open(names) as f:
+        return sum(1 for line in f if line.strip())
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    select_gpus(args)
+    from utils.data import DataError
+    from utils.pretrained import PretrainedWeightsError
+    from utils.training import NonFiniteLossError
+    try:
+        resolve(args, class_list_size(args), gpu_present=compat.gpu_available())
+        if args.evaluate:
+            from utils.inference import evaluate
+            evaluate(args)
+        else:
+            from utils.training import train
+            train(args)
+    except (ConfigError, FileNotFoundError, DataError, PretrainedWeightsError, NonFiniteLossError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Command line and presets: turns the flags of the released scripts (and the new
+ones) into a validated run configuration and a ``ModelSpec``.
+
+No TensorFlow here: configurations can be parsed, compared and printed without a graph.
+"""
+import argparse
+import os
+from dataclasses import asdict
+
+from models.spec import (DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS, ModelSpec,
+                         canonical_method)
+
+DATASETS = ("CUB", "ILSVRC", "SYNTH")
+TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
+CAM_FUSIONS = ("released", "max", "mean")
+
+# Released presets.
+WEIGHT_DECAY = {"vgg_gap": 5e-4, "resnet": 1e-4}
+STEPSCALE = {"CUB": 5.0, "ILSVRC": 0.2}
+EPOCHS = {("vgg_gap", "CUB"): 250, ("resnet", "CUB"): 100}
+DEFAULT_EPOCHS = 100
+LR_DECAY_EPOCHS = (30, 60, 90, 100, 110)     # lr x0.1 at each, as released
+SHORTEST_RELEASED_SCHEDULE = 100             # shorter runs get the milestones scaled
+CAM_THRESHOLD = {("vgg_gap", "CUB"): 0.07, ("vgg_gap", "ILSVRC"): 0.09,
+                 ("resnet", "CUB"): 0.09, ("resnet", "ILSVRC"): 0.10}
+CAM_BASELINE_THRESHOLD = 0.2
+DEFAULT_CAM_THRESHOLD = 0.2
+
+
+class ConfigError(ValueError):
+    """An invalid flag combination (one line, printed by train.py)."""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train or evaluate E2Net (MAE + OSE) and the CAM / ADL baselines with tensorpack. "
+                    "The released E2Net flags keep their meaning; names in brackets are released aliases.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset_name", default="CUB", choices=DATASETS + ("ImageNet",),
+                   help="data set (ImageNet = ILSVRC)")
+    g.add_argument("--data_dir", default="dataset", help="folder holding CUB/, ILSVRC/, SYNTH/")
+    g.add_argument("--label_dir", default=None,
+                   help="folder holding <DATASET>/{train,val}.txt (default: labels/ for CUB and ILSVRC, "
+                        "the data set's own folder otherwise)")
+    g.add_argument("--final_size", type=int, default=224, help="crop size fed to the network (multiple of 16)")
+    g.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: all cores)")
+    g.add_argument("--on_bad_image", default="skip", choices=("skip", "error"),
+                   help="a missing or corrupt training image is skipped with a warning, or stops training")
+    g.add_argument("--number_of_val", type=int, default=None,
+                   help="validate / evaluate on the first N images of the val list only")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--arch_name", default="vgg_gap", choices=("vgg_gap", "resnet"), help="backbone")
+    g.add_argument("--depth", type=int, default=50, choices=(50,), help="ResNet depth")
+    g.add_argument("--mode", default="se", choices=("se",), help="ResNet variant (SE-ResNet)")
+    g.add_argument("--method_name", default="E2Net",
+                   help="CAM, ADL, MAE, OSE or E2Net (released: AAE = MAE, SAE = OSE, AAE_SAE = E2Net)")
+    g.add_argument("--gating_position", nargs="*", default=None,
+                   help="MAE / ADL positions: VGG '3 4 53' (after pool3, pool4, conv5_3); "
+                        "ResNet '31 41 5' (10(g+1)+k+1 after group g block k, 5 = end of group3)")
+    g.add_argument("--number_of_class", type=int, default=None,
+                   help="classes (default: 200 for VGG on CUB, 1000 for ResNet on CUB as released, "
+                        "1000 on ILSVRC, the class list size on SYNTH)")
+    g.add_argument("--aae_threshold", type=float, default=0.5, help="MAE threshold theta")
+    g.add_argument("--mae_mask", default="sum", choices=MAE_MASKS,
+                   help="MAE mask: 'sum' = released (A/sum A < theta), 'max' = paper reading (A < theta max A)")
+    g.add_argument("--adl_threshold", type=float, default=0.8, help="ADL drop threshold gamma")
+    g.add_argument("--adl_keep_prob", type=float, default=0.25,
+                   help="ADL: probability of using the importance map instead of the drop mask")
+    g.add_argument("--ose_heads", nargs="+", default=None, choices=OSE_HEADS,
+                   help="OSE heads (default for OSE/E2Net: 3x3 1x3 3x1 as released)")
+    g.add_argument("--use_bn", type=int, default=0, choices=(0, 1), help="BN in the ResNet OSE convolutions")
+    g.add_argument("--width_multiplier", type=float, default=1.0,
+                   help="channel scaling for small CPU runs (1.0 = the published networks)")
+    g.add_argument("--is_data_format_nhwc", action="store_true",
+                   help="force NHWC (default: NCHW when a GPU is used, NHWC on CPU)")
+    g.add_argument("--data_format", default=None, choices=("NHWC", "NCHW"), help="force a data format")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--gpu", default=None, help="comma-separated GPU ids; one tower each (none: CPU)")
+    g.add_argument("--trainer", default="replicated", choices=TRAINERS,
+                   help="multi-GPU / multi-machine trainer")
+    g.add_argument("--cluster", default=None,
+                   help="distributed: JSON {'ps': [...], 'worker': [...]} or a TF_CONFIG-style file")
+    g.add_argument("--job", default=None, choices=("ps", "worker"), help="distributed: this process's job")
+    g.add_argument("--task", type=int, default=0, help="distributed: this process's task index")
+    g.add_argument("--log_dir", default=None,
+                   help="run folder (a bare name goes under train_log/); rerunning resumes from it")
+    g.add_argument("--epoch", type=int, default=None, help="epochs (default as released per data set / backbone)")
+    g.add_argument("--starting_epoch", type=int, default=1, help="first epoch number (resume sets it itself)")
+    g.add_argument("--batch_size", "--batch", dest="batch_size", type=int, default=32,
+                   help="total batch size, split across towers")
+    g.add_argument("--base_lr", type=float, default=0.01, help="base learning rate")
+    g.add_argument("--stepscale", type=float, default=None,
+                   help="epoch = 25*(256/batch)*stepscale steps (default: CUB 5.0, ILSVRC 0.2, SYNTH 1.0)")
+    g.add_argument("--steps_per_epoch", type=int, default=None, help="override the steps of an epoch")
+    g.add_argument("--use_pretrained_model", action="store_true",
+                   help="initialise the backbone from the model-zoo npz in models/pretrained/")
+    g.add_argument("--pretrained", default=None, help="npz to initialise from (implies --use_pretrained_model)")
+    g.add_argument("--load", default=None, help="checkpoint to start from (training) or to evaluate")
+    g.add_argument("--seed", type=int, default=None, help="random seed for graph and data")
+
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--evaluate", action="store_true", help="evaluate a checkpoint instead of training")
+    g.add_argument("--cam_threshold", type=float, default=None,
+                   help="box threshold tau (default as released: VGG-CUB 0.07, VGG-ILSVRC 0.09, "
+                        "ResNet-CUB 0.09, ResNet-ILSVRC 0.10, CAM baseline 0.2)")
+    g.add_argument("--number_of_cam_curve_interval", type=int, default=100,
+                   help="threshold sweep: tau in 0, 1/N, ..., (N-1)/N")
+    g.add_argument("--cam_fusion", default="released", choices=CAM_FUSIONS,
+                   help="head fusion: released (VGG mean-of-weights x max-of-maps, ResNet max), max, mean")
+    g.add_argument("--number_of_examples", type=int, default=16, help="overlay pictures written")
+    return p
+
+
+def default_num_classes(args, class_list_size=None):
+    if args.dataset_name == "ILSVRC":
+        return 1000
+    if args.dataset_name == "CUB":
+        return 200 if args.arch_name == "vgg_gap" else 1000
+    if class_list_size is None:
+        raise ConfigError(f"--number_of_class is needed for {args.dataset_name}")
+    return class_list_size
+
+
+def lr_schedule(base_lr, epochs):
+    """[(epoch, lr)]: x0.1 at 30, 60, 90, 100, 110 as released; for runs shorter than
+    100 epochs the milestones are scaled by epochs/100 (e.g. 10 epochs -> 3, 6, 9)."""
+    scale = min(1.0, epochs / SHORTEST_RELEASED_SCHEDULE)
+    milestones = sorted({max(1, int(round(e * scale))) for e in LR_DECAY_EPOCHS})
+    return [(e, base_lr * 0.1 ** (i + 1)) for i, e in enumerate(m for m in milestones if m < epochs)]
+
+
+def steps_per_epoch(args):
+    if args.steps_per_epoch:
+        return args.steps_per_epoch
+    return max(1, int(25 * (256 / args.batch_size) * args.stepscale))
+
+
+def resolve(args, class_list_size=None, gpu_present=False):
+    """Fill presets into ``args`` (in place) and check combinations; returns args.
+
+    ``class_list_size``: number of class names of the data set (for SYNTH / own sets).
+    """
+    if args.dataset_name == "ImageNet":
+        args.dataset_name = "ILSVRC"
+    try:
+        args.method_name = canonical_method(args.method_name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    method = args.method_name
+    if args.number_of_class is None:
+        args.number_of_class = default_num_classes(args, class_list_size)
+    if args.gating_position is None or args.gating_position == []:
+        args.gating_position = list(DEFAULT_POSITIONS[args.arch_name]) if method in ("MAE", "ADL", "E2Net") else []
+    elif method not in ("MAE", "ADL", "E2Net"):
+        raise ConfigError(f"--gating_position has no effect with --method_name {method}")
+    if args.ose_heads is None:
+        args.ose_heads = list(RELEASED_OSE_HEADS) if method in ("OSE", "E2Net") else ["3x3"]
+    elif method in ("CAM", "ADL", "MAE") and args.ose_heads != ["3x3"]:
+        raise ConfigError(f"--ose_heads needs --method_name OSE or E2Net (got {method})")
+    if args.use_bn and args.arch_name != "resnet":
+        raise ConfigError("--use_bn 1 applies to ResNet50-SE (--arch_name resnet) only")
+    if args.pretrained:
+        args.use_pretrained_model = True
+    if args.stepscale is None:
+        args.stepscale = STEPSCALE.get(args.dataset_name, 1.0)
+    if args.epoch is None:
+        args.epoch = EPOCHS.get((args.arch_name, args.dataset_name), DEFAULT_EPOCHS)
+    if args.cam_threshold is None:
+        args.cam_threshold = (CAM_BASELINE_THRESHOLD if method == "CAM" else
+                              CAM_THRESHOLD.get((args.arch_name, args.dataset_name), DEFAULT_CAM_THRESHOLD))
+    if args.data_format is None:
+        args.data_format = "NHWC" if args.is_data_format_nhwc or not gpu_present else "NCHW"
+    if args.log_dir is None:
+        args.log_dir = f"{args.dataset_name}_{args.arch_name}_{method}"
+    if os.sep not in args.log_dir and not args.log_dir.startswith("."):
+        args.log_dir = os.path.join("train_log", args.log_dir)
+    if args.final_size % 16:
+        raise ConfigError(f"--final_size must be a multiple of 16, got {args.final_size}")
+    if args.batch_size < 1:
+        raise ConfigError("--batch_size must be positive")
+    if args.trainer.startswith("distributed") and (args.cluster is None or args.job is None):
+        raise ConfigError(f"--trainer {args.trainer} needs --cluster and --job")
+    towers = len(gpu_list(args)) or 1
+    if args.batch_size % towers:
+        raise ConfigError(f"--batch_size {args.batch_size} does not split over {towers} towers")
+    model_spec(args).validate()
+    return args
+
+
+def gpu_list(args):
+    return [g for g in (args.gpu or "").split(",") if g.strip() != ""]
+
+
+def model_spec(args):
+    """The ModelSpec a resolved configuration describes."""
+    pretrained = args.use_pretrained_model or bool(args.pretrained)
+    try:
+        return ModelSpec(
+            arch=args.arch_name, method=args.method_name, num_classes=args.number_of_class,
+            image_size=args.final_size, width_multiplier=args.width_multiplier,
+            data_format=args.data_format, positions=tuple(args.gating_position),
+            mae_threshold=args.aae_threshold, mae_mask=args.mae_mask,
+            adl_threshold=args.adl_threshold, adl_keep_prob=args.adl_keep_prob,
+            ose_heads=tuple(args.ose_heads), use_bn=bool(args.use_bn),
+            weight_decay=WEIGHT_DECAY[args.arch_name], base_lr=args.base_lr,
+            pretrained_grad_scale=0.1 if pretrained else 1.0).validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def parse_args(argv=None, class_list_size=None, gpu_present=False):
+    return resolve(build_parser().parse_args(argv), class_list_size, gpu_present)
+
+
+def config_dict(args):
+    """JSON-able record of a run's configuration (flags and the model spec)."""
+    record = dict(vars(args))
+    record["model_spec"] = asdict(model_spec(args))
+    return record

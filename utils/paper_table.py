@@ -1,0 +1,94 @@
+"""Gather evaluation runs into the paper's results table, next to published numbers.
+
+    python -m utils.paper_table LOG_DIR... [--out FILE.md]
+
+Each ``LOG_DIR/result/metrics.json`` (written by ``utils.report``) gives one row
+from its ``config`` (``method``, ``dataset``, ``arch``) and metrics.  Published
+reference numbers, with their sources, live in ``utils/published_results.json``;
+a number without a source is left empty.  Rows are ordered by dataset, backbone
+and method, published rows before this project's runs.
+"""
+import argparse
+import json
+import os
+import sys
+
+from tabulate import tabulate
+
+from models.spec import METHODS, canonical_method
+from utils.report import read_metrics
+
+PUBLISHED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_results.json")
+COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
+           ("top1_cls", "Top-1 Cls"))
+DATASETS = ("CUB", "ILSVRC")
+ARCH_NAMES = {"vgg_gap": "VGG16-GAP", "resnet": "ResNet50-SE"}
+
+
+def _method_name(name):
+    try:
+        return canonical_method(name)
+    except ValueError:
+        return name
+
+
+def load_published(path=PUBLISHED_RESULTS):
+    """Published rows: dicts with method, dataset, arch, source (citation) and metric values."""
+    with open(path) as source:
+        published = json.load(source)
+    return [{**entry, "source": published["sources"][entry["source"]]["citation"], "published": True}
+            for entry in published["results"]]
+
+
+def load_run(log_dir):
+    """The row of one run from ``log_dir/result/metrics.json``."""
+    path = os.path.join(log_dir, "result", "metrics.json")
+    try:
+        run = read_metrics(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read it ({error})") from None
+    missing = [key for key in ("method", "dataset", "arch") if key not in run.get("config", {})]
+    if missing:
+        raise ValueError(f"{path}: config lacks {', '.join(missing)}")
+    config, metrics = run["config"], run["metrics"]
+    return {"method": _method_name(config["method"]), "dataset": config["dataset"], "arch": config["arch"],
+            "source": f"this project ({log_dir})", "published": False,
+            **{key: metrics.get(key) for key, _ in COLUMNS}}
+
+
+def _order(row):
+    def rank(value, known):
+        return (known.index(value), "") if value in known else (len(known), str(value))
+    return (rank(row["dataset"], DATASETS), rank(row["arch"], tuple(ARCH_NAMES)),
+            rank(row["method"], METHODS), not row["published"])
+
+
+def format_table(rows):
+    """Markdown table of rows (method x dataset x backbone; the paper's columns)."""
+    rows = sorted(rows, key=_order)
+    body = [[row["method"], row["dataset"], ARCH_NAMES.get(row["arch"], row["arch"]),
+             *(row.get(key) for key, _ in COLUMNS), row["source"]] for row in rows]
+    headers = ["Method", "Dataset", "Backbone", *(title for _, title in COLUMNS), "Source"]
+    return tabulate(body, headers, tablefmt="github", floatfmt=".2f", missingval="")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="The paper's results table from evaluation runs.")
+    parser.add_argument("log_dirs", nargs="+", help="run folders holding result/metrics.json")
+    parser.add_argument("--out", help="also write the table to this Markdown file")
+    args = parser.parse_args(argv)
+    try:
+        runs = [load_run(log_dir) for log_dir in args.log_dirs]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = format_table(load_published() + runs)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The training run: data, callbacks, session initialisation, resume and the trainer.
+
+``train(args)`` runs one resolved configuration (``utils.config``).  Rerunning the same
+command after an interruption resumes from the newest checkpoint in the log folder
+with the right epoch, global step, learning rate and MinSaver state.
+"""
+import json
+import os
+import re
+
+import numpy as np
+from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, MinSaver, ModelSaver,
+                        QueueInput, ScheduledHyperParamSetter, SimpleTrainer, TrainConfig,
+                        launch_train_with_config)
+from tensorpack.callbacks import Callback
+from tensorpack.dataflow import MapData
+from tensorpack.utils import logger
+from tensorpack.utils.utils import fix_rng_seed
+
+from models.wsol_model import WSOLModel
+from utils import trainers
+from utils.compat import tf
+from utils.config import config_dict, gpu_list, lr_schedule, model_spec, steps_per_epoch
+from utils.data import dataset_paths, get_eval_dataflow, get_train_dataflow
+from utils.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
+
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "models", "pretrained")
+MONITOR_STAT = "val-error-top1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Checks the total cost after every step; stops with a clear error on NaN / inf.
+    Checkpoints are written only at epoch ends, so the last one saved stays good."""
+
+    def _setup_graph(self):
+        self._cost = self.get_tensors_maybe_in_tower(["cost:0"])[0]
+
+    def _before_run(self, _):
+        return [self._cost]
+
+    def _after_run(self, _, run_values):
+        cost = run_values.results[0]
+        if not np.isfinite(cost):
+            raise NonFiniteLossError(
+                f"training loss became {cost} at global step {self.global_step}; "
+                f"stopped. The last good checkpoint is in {logger.get_logger_dir()} "
+                f"(lower --base_lr or check the data)")
+
+
+class ResumableMinSaver(MinSaver):
+    """MinSaver whose best value survives a restart (read back from stats.json)."""
+
+    def _setup_graph(self):
+        stats_file = os.path.join(self.checkpoint_dir, "stats.json")
+        if os.path.isfile(stats_file):
+            with open(stats_file) as f:
+                history = [(s["global_step"], s[self.monitor_stat]) for s in json.load(f)
+                           if self.monitor_stat in s]
+            if history:
+                self.best = min(history, key=lambda item: item[1])
+                logger.info(f"[MinSaver] resuming with best {self.monitor_stat}={self.best[1]:.5g} "
+                            f"at global_step={self.best[0]}")
+
+
+def latest_checkpoint(log_dir):
+    """(path, global step) of the newest ``model-<step>`` checkpoint in log_dir, or None."""
+    path = tf.train.latest_checkpoint(log_dir) if os.path.isdir(log_dir) else None
+    if path is None:
+        return None
+    match = re.search(r"-(\d+)$", path)
+    return path, int(match.group(1)) if match else 0
+
+
+def pretrained_path(args):
+    if args.pretrained:
+        return args.pretrained
+    path = os.path.join(PRETRAINED_DIR, MODEL_ZOO_FILES[args.arch_name])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"pretrained weights not found: {path}; download {MODEL_ZOO_URL}{MODEL_ZOO_FILES[args.arch_name]} "
+            f"into {PRETRAINED_DIR}/ or pass --pretrained PATH")
+    return path
+
+
+def session_init(args, resume):
+    """Resume checkpoint > --load > pretrained npz > fresh initialisation."""
+    if resume is not None:
+        logger.info(f"Resuming from {resume[0]} (global step {resume[1]})")
+        return CheckpointInit(resume[0])
+    if args.load:
+        return CheckpointInit(args.load)
+    if args.use_pretrained_model:
+        return NpzInit(pretrained_path(args))
+    return None
+
+
+def val_dataflow(args, per_tower_batch):
+    label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
+    ds = get_eval_dataflow(label_file, image_root, args.final_size, per_tower_batch,
+                           workers=args.workers, number_of_val=args.number_of_val)
+    return MapData(ds, lambda dp: dp[:3])  # the model's inputs: image, label, bbox
+
+
+def callbacks(args, per_tower_batch):
+    return [
+        ModelSaver(max_to_keep=3, checkpoint_dir=args.log_dir),
+        InferenceRunner(val_dataflow(args, per_tower_batch),
+                        [ClassificationError("wrong-top1", "val-error-top1"),
+                         ClassificationError("wrong-top5", "val-error-top5")]),
+        ResumableMinSaver(MONITOR_STAT, checkpoint_dir=args.log_dir),
+        ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch)),
+        StopOnNonFiniteLoss(),
+        EstimatedTimeLeft(),
+    ]
+
+
+def train(args):
+    """Train one resolved configuration; returns the log folder."""
+    logger.set_logger_dir(args.log_dir, action="k")
+    if args.seed is not None:
+        fix_rng_seed(args.seed)
+    with open(os.path.join(args.log_dir, "config.json"), "w") as f:
+        json.dump(config_dict(args), f, indent=2, default=str)
+    towers = max(1, len(gpu_list(args)))
+    per_tower_batch = args.batch_size // towers
+    spe = steps_per_epoch(args)
+    resume = latest_checkpoint(args.log_dir)
+    starting_epoch = resume[1] // spe + 1 if resume else args.starting_epoch
+    if starting_epoch > args.epoch:
+        logger.info(f"{args.log_dir} already holds a finished run ({args.epoch} epochs); nothing to train")
+        return args.log_dir
+    label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
+    train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
+                                  workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed)
+    config = TrainConfig(
+        model=WSOLModel(model_spec(args)),
+        data=QueueInput(train_df),
+        callbacks=callbacks(args, per_tower_batch),
+        session_init=session_init(args, resume),
+        steps_per_epoch=spe,
+        starting_epoch=starting_epoch,
+        max_epoch=args.epoch,
+    )
+    launch_train_with_config(config, trainers.make_trainer(args, towers))
+    return args.log_dir
