@@ -1,0 +1,330 @@
+"""tensorpack dataflows from a label list to batched graph inputs.
+
+Data-root conventions (``dataset_paths``)
+-----------------------------------------
+A data set is a label list (format: ``utils/labels.py``) plus an *image root*: the
+directory the list's relative paths start from.
+
+==========  ==================================  =======================================
+data set    image root                          label list (``label_dir`` default)
+==========  ==================================  =======================================
+CUB         ``<data_dir>/CUB/images``           ``<repo>/labels/CUB/<split>.txt``
+ILSVRC      ``<data_dir>/ILSVRC``               ``<repo>/labels/ILSVRC/<split>.txt``
+            (paths ``train/<wnid>/x.JPEG``,
+            ``val/x.JPEG``)
+SYNTH       ``<data_dir>/SYNTH/images``         ``<data_dir>/SYNTH/<split>.txt``
+any other   ``<data_dir>/<NAME>/images``        ``<data_dir>/<NAME>/<split>.txt``
+==========  ==================================  =======================================
+
+An explicit ``label_dir`` replaces the default: lists are then read from
+``<label_dir>/<NAME>/<split>.txt``.
+
+Augmentation and boxes
+----------------------
+As released (details and the box maths in ``utils/transforms.py``, which has no TensorFlow
+dependency): resize to ``(final_size + 32)`` squared ignoring the aspect ratio; training
+takes a random ``final_size`` crop and a random horizontal flip, evaluation the centre
+crop; GT boxes are scaled, shifted, truncated to integers and not clipped.  The training
+source draws the augmentation parameters in the main process and the workers map in
+order, so a ``seed`` fixes the batches exactly, whatever the number of workers.
+
+Datapoints
+----------
+* train: ``[image uint8 [S,S,3] BGR, label int32, box float32 [2,2]]`` where box is
+  ``[[x1, y1], [x2, y2]]`` of the image's first GT box (zeros when it has none);
+* eval: the same plus ``index`` int32, the position of the image in the label list.
+
+Both are batched with ``BatchData`` (train drops the remainder, eval keeps it).
+
+Parallel decoding
+-----------------
+``workers`` > 1 decodes in a pool (processes for training, threads for evaluation) whose
+results come back in input order (``OrderedPoolMapData``); 0 or 1 decodes in the calling
+process.  tensorpack's ``MultiProcessMapDataZMQ(strict=True)`` was not used: on this
+platform it intermittently lost requests and hung for ever on small lists.
+
+Bad images
+----------
+A missing, empty or undecodable image never reaches the augmentation: the decoder hands
+a marker to the main process, where ``on_bad_image='skip'`` logs a warning with the
+running count and drops it (the returned dataflow lists them in ``bad_images``), and
+``on_bad_image='error'`` raises ``DataError`` naming the file.  Evaluation always skips
+and reports.  A missing label list or image directory raises ``DataError`` naming the
+path and the preparation command to run.
+"""
+from utils import compat  # noqa: F401  (first: sets up the TensorFlow/tensorpack shims)
+
+import collections  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
+from functools import partial  # noqa: E402
+
+import numpy as np  # noqa: E402
+from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNGDataFlow  # noqa: E402
+from tensorpack.utils.utils import get_rng  # noqa: E402
+
+from utils.labels import read_label_list  # noqa: E402
+from utils.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
+                              map_eval_image, map_train_image)
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_LABEL_DIR = os.path.join(REPO_ROOT, "labels")
+REPO_LABEL_SETS = ("CUB", "ILSVRC")  # data sets whose lists ship in <repo>/labels
+PREPARE_COMMANDS = {
+    "CUB": "dataset/prepare_cub.sh",
+    "ILSVRC": "dataset/prepare_imagenet.sh",
+    "SYNTH": "python -m utils.synthetic --out {root}",
+}
+ON_BAD_IMAGE_CHOICES = ("skip", "error")
+POOL_BUFFER_SIZE = 64  # datapoints in flight in a decoding pool
+POOL_CHUNK_SIZE = 8  # datapoints per pool task
+
+
+class DataError(RuntimeError):
+    """Input data that is missing or unusable (one line: the path and what to do)."""
+
+
+# ----------------------------------------------------------------------------- paths
+
+def dataset_paths(dataset_name, data_dir, label_dir=None, *, split):
+    """``(label_file, image_root)`` of a data set split; see the module docstring."""
+    if dataset_name == "ILSVRC":
+        image_root = os.path.join(data_dir, "ILSVRC")
+    else:
+        image_root = os.path.join(data_dir, dataset_name, "images")
+    if label_dir is None:
+        label_dir = DEFAULT_LABEL_DIR if dataset_name in REPO_LABEL_SETS else data_dir
+    return os.path.join(label_dir, dataset_name, f"{split}.txt"), image_root
+
+
+def prepare_hint(path):
+    """The command that prepares the data set a path belongs to (found by a path
+    component named like a known data set), or a generic hint."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    for position in range(len(parts) - 1, -1, -1):
+        command = PREPARE_COMMANDS.get(parts[position])
+        if command is not None:
+            return command.format(root=os.sep.join(parts[:position + 1]))
+    return "the data set's preparation step (see README)"
+
+
+def load_entries(label_file, image_root):
+    """Check that the list, the image root and the first image's folder exist and are not
+    empty; return the entries."""
+    if not os.path.isfile(label_file) or os.path.getsize(label_file) == 0:
+        raise DataError(f"label list {label_file} is missing or empty; run {prepare_hint(label_file)}")
+    if not os.path.isdir(image_root) or not os.listdir(image_root):
+        raise DataError(f"image directory {image_root} is missing or empty; run {prepare_hint(image_root)}")
+    entries = read_label_list(label_file)
+    if not entries:
+        raise DataError(f"label list {label_file} lists no image; run {prepare_hint(label_file)}")
+    first_dir = os.path.dirname(os.path.join(image_root, entries[0].path))
+    if not os.path.isdir(first_dir):  # e.g. ILSVRC train extracted but not val
+        raise DataError(f"image directory {first_dir} (of {label_file}) is missing; "
+                        f"run {prepare_hint(first_dir)}")
+    return entries
+
+
+def resolve_workers(workers):
+    """Number of decoding workers: ``None`` means all usable cores."""
+    if workers is not None:
+        return workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _first_box(entry):
+    return entry.boxes[0] if len(entry.boxes) else None
+
+
+# ----------------------------------------------------------------------------- dataflows
+
+class TrainSource(RNGDataFlow):
+    """Shuffled label-list entries with their augmentation parameters drawn here:
+    ``[path, label, first box|None, crop_x, crop_y, flip]``, one pass per iteration."""
+
+    def __init__(self, entries, image_root, seed=None):
+        self.entries = entries
+        self.image_root = image_root
+        self.seed = seed
+
+    def reset_state(self):
+        self.rng = np.random.RandomState(self.seed) if self.seed is not None else get_rng(self)
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __iter__(self):
+        for position in self.rng.permutation(len(self.entries)):
+            entry = self.entries[position]
+            crop_x, crop_y = (int(v) for v in self.rng.randint(0, RESIZE_MARGIN + 1, size=2))
+            flip = bool(self.rng.rand() < 0.5)
+            yield [os.path.join(self.image_root, entry.path), entry.label, _first_box(entry),
+                   crop_x, crop_y, flip]
+
+
+class EvalSource(DataFlow):
+    """Label-list entries in list order: ``[index, path, label, first box|None]``."""
+
+    def __init__(self, entries, image_root):
+        self.entries = entries
+        self.image_root = image_root
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __iter__(self):
+        for index, entry in enumerate(self.entries):
+            yield [index, os.path.join(self.image_root, entry.path), entry.label, _first_box(entry)]
+
+
+def _map_chunk(map_func, chunk):
+    return [map_func(datapoint) for datapoint in chunk]
+
+
+class OrderedPoolMapData(ProxyDataFlow):
+    """Maps datapoints in a ``concurrent.futures`` pool and yields the results in input
+    order.  Datapoints travel in chunks of ``chunk_size`` (less per-task overhead), with at
+    most ``buffer_size`` datapoints in flight.  An exception in the map function (or a
+    crashed worker process) is raised here instead of hanging."""
+
+    def __init__(self, ds, make_pool, map_func, buffer_size=POOL_BUFFER_SIZE, chunk_size=POOL_CHUNK_SIZE):
+        super().__init__(ds)
+        self.make_pool = make_pool
+        self.map_func = map_func
+        self.max_chunks_in_flight = max(1, buffer_size // chunk_size)
+        self.chunk_size = chunk_size
+        self._pool = None
+
+    def reset_state(self):
+        """Create the pool and start its workers now, in the thread that resets the
+        dataflow (typically before a training session starts its threads)."""
+        super().reset_state()
+        self._pool = self.make_pool()
+        self._pool.submit(int).result()
+
+    def _chunks(self):
+        chunk = []
+        for datapoint in self.ds:
+            chunk.append(datapoint)
+            if len(chunk) == self.chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def __iter__(self):
+        pending = collections.deque()
+        for chunk in self._chunks():
+            pending.append(self._pool.submit(_map_chunk, self.map_func, chunk))
+            if len(pending) >= self.max_chunks_in_flight:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def process_pool(workers):
+    """A factory of ``workers`` forked decoding processes (fork: nothing is re-imported)."""
+    return partial(ProcessPoolExecutor, workers, mp_context=multiprocessing.get_context("fork"))
+
+
+def thread_pool(workers):
+    """A factory of ``workers`` decoding threads (OpenCV releases the GIL)."""
+    return partial(ThreadPoolExecutor, workers)
+
+
+class BadImageFilter(ProxyDataFlow):
+    """Main-process stage after the decoders: drops bad-image markers (logging each with
+    the running count, or raising ``DataError`` when ``on_bad_image='error'``), keeps the
+    original size of each evaluated image, and strips that size from the datapoint."""
+
+    def __init__(self, ds, on_bad_image="skip", index_component=None):
+        super().__init__(ds)
+        if on_bad_image not in ON_BAD_IMAGE_CHOICES:
+            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE_CHOICES}, got {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        self.index_component = index_component
+        self.bad_images = []   # (path, reason), in the order met
+        self.image_sizes = {}  # list index -> (height, width), eval only
+
+    def __iter__(self):
+        for datapoint in self.ds:
+            if is_bad_image_marker(datapoint):
+                self._report(datapoint[1], datapoint[2])
+                continue
+            *datapoint, orig_hw = datapoint
+            if self.index_component is not None:
+                self.image_sizes[int(datapoint[self.index_component])] = tuple(int(v) for v in orig_hw)
+            yield datapoint
+
+    def _report(self, path, reason):
+        if self.on_bad_image == "error":
+            raise DataError(f"bad image {path}: {reason} (use on_bad_image='skip' to skip such images)")
+        self.bad_images.append((path, reason))
+        logger.warning("skipping bad image %s: %s (%d skipped so far)", path, reason, len(self.bad_images))
+
+
+class LabelListBatches(BatchData):
+    """``BatchData`` over a ``BadImageFilter``, exposing what the filter collected."""
+
+    def __init__(self, ds, batch_size, remainder, entries, final_size):
+        super().__init__(ds, batch_size, remainder=remainder)
+        self.entries = entries
+        self.final_size = final_size
+
+    @property
+    def bad_images(self):
+        """``[(path, reason)]`` of the images skipped so far."""
+        return self.ds.bad_images
+
+    @property
+    def image_sizes(self):
+        """``{list index: (height, width)}`` of the images evaluated so far (eval only)."""
+        return self.ds.image_sizes
+
+    def gt_boxes_in_crop(self, index):
+        """All GT boxes ``[n,4]`` of list entry ``index`` in the evaluation crop frame
+        (available once the image has been produced by this dataflow)."""
+        return eval_boxes(self.entries[index].boxes, self.image_sizes[index], self.final_size)
+
+
+def _decoded(source, mapper, workers, make_pool):
+    """The source mapped in-process (``workers`` <= 1) or in an order-preserving pool."""
+    if workers <= 1:
+        return MapData(source, mapper)
+    return OrderedPoolMapData(source, make_pool(workers), mapper)
+
+
+def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
+                       on_bad_image="skip", seed=None):
+    """Shuffled, augmented training batches ``[images, labels, boxes]`` (one pass over the
+    list per iteration, remainder dropped).
+
+    ``workers``: decoding processes; ``None`` = all cores, 0 or 1 = in the calling process.
+    ``seed`` fixes the order and the augmentation (the same batches for any ``workers``).
+    ``on_bad_image``: ``'skip'`` (log, count in ``bad_images``) or ``'error'`` (raise).
+    """
+    entries = load_entries(label_file, image_root)
+    source = TrainSource(entries, image_root, seed)
+    mapper = partial(map_train_image, final_size=final_size)
+    decoded = _decoded(source, mapper, resolve_workers(workers), process_pool)
+    return LabelListBatches(BadImageFilter(decoded, on_bad_image), batch_size, False, entries, final_size)
+
+
+def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
+                      number_of_val=None):
+    """Centre-cropped evaluation batches ``[images, labels, boxes, indices]`` in list order
+    (remainder kept); bad images are logged, skipped and listed in ``bad_images``.
+
+    ``workers``: decoding threads; ``None`` = all cores, 0 or 1 = in the calling process.
+    ``number_of_val``: evaluate only the first N list entries.
+    """
+    entries = load_entries(label_file, image_root)[:number_of_val]
+    source = EvalSource(entries, image_root)
+    mapper = partial(map_eval_image, final_size=final_size)
+    decoded = _decoded(source, mapper, resolve_workers(workers), thread_pool)
+    return LabelListBatches(BadImageFilter(decoded, "skip", index_component=3), batch_size, True,
+                            entries, final_size)
