@@ -24,7 +24,7 @@ Standalone scorer::
 
 ``FILE`` has one GT box a line, ``name class x1 y1 x2 y2`` (whitespace separated;
 several lines with one name = several GT boxes, the first is the reference box;
-blank lines and lines starting with ``#`` are skipped).  The CAM of ``name`` is the
+blank lines are skipped; parsed by ``utils.labels``).  The CAM of ``name`` is the
 2-D float array ``DIR/<name without its extension>.npy`` (sub-folders of ``name``
 included); boxes are in the CAM's own pixel frame.  ``--protocol`` picks the table
 printed; the JSON (``{"config", "metrics"}``, default ``./metrics.json``) holds every
@@ -40,6 +40,7 @@ import numpy as np
 
 from utils import report
 from utils.boxes import box_iou
+from utils.labels import LabelListError, read_label_list
 from utils.localization import normalize_cam, reference_boxes, wsol_boxes_at
 
 DEFAULT_CAM_THRESHOLD = 0.2
@@ -160,24 +161,16 @@ class EvaluationInputError(ValueError):
 
 
 def read_box_list(path):
-    """``{name: (class_index, boxes [n, 4] float64)}`` of a ``name class x1 y1 x2 y2`` list, in file order.
-
-    A name's class is the one on its first line.
-    """
-    entries = {}
-    with open(path) as lines:
-        for line_number, line in enumerate(lines, 1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            try:
-                if len(fields) != 6:
-                    raise ValueError("expected 'name class x1 y1 x2 y2'")
-                label, box = int(fields[1]), [float(v) for v in fields[2:]]
-            except ValueError as error:
-                raise EvaluationInputError(f"{path}:{line_number}: {error}: {line.strip()!r}") from None
-            entries.setdefault(fields[0], (label, []))[1].append(box)
-    return {name: (label, np.array(boxes)) for name, (label, boxes) in entries.items()}
+    """``{name: (class_index, boxes [n, 4] float64)}`` of a label list (``utils.labels``
+    format: several lines with one name = several GT boxes), in file order."""
+    try:
+        entries = read_label_list(path)
+    except LabelListError as error:
+        raise EvaluationInputError(str(error)) from None
+    for entry in entries:
+        if len(entry.boxes) == 0:
+            raise EvaluationInputError(f"{path}: {entry.path!r} has no box")
+    return {entry.path: (entry.label, entry.boxes.astype(np.float64)) for entry in entries}
 
 
 def cam_file_name(name):

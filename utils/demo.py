@@ -1,0 +1,157 @@
+"""The CPU demo: CAM vs E2Net on the synthetic set, trained and evaluated end to end.
+
+``./run_demo.sh`` (or ``python -m utils.demo``) generates SYNTH (cached by its
+parameters), trains CAM and E2Net with ``train.py`` in subprocesses, evaluates both,
+adds the trivial-box baselines, prints one comparison table and writes
+``<out>/results.json``, ``<out>/results.md`` and ``<out>/comparison.png``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+from tabulate import tabulate
+
+from utils.boxes import box_iou
+from utils.data import dataset_paths
+from utils.labels import read_label_list
+from utils.synthetic import ensure_synthetic
+from utils.transforms import eval_boxes
+from utils.visualization import example_panel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("CAM", "E2Net")
+POSITIONS = {"vgg_gap": ("3", "4", "53"), "resnet": ("31", "41", "5")}
+COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
+           ("maxboxacc_v2", "MaxBoxAccV2"))
+IOU_LEVELS = (0.3, 0.5, 0.7)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="run_demo.sh", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", default="resnet", choices=("resnet", "vgg_gap"),
+                   help="backbone (VGG16-GAP does not leave chance level from scratch in a CPU budget; see README)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs per method")
+    p.add_argument("--size", type=int, default=96, help="network input size (multiple of 16)")
+    p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
+    p.add_argument("--batch", type=int, default=32, help="batch size")
+    p.add_argument("--base_lr", type=float, default=0.005,
+                   help="base learning rate (from scratch, E2Net diverges at the released 0.01)")
+    p.add_argument("--num_classes", type=int, default=10)
+    p.add_argument("--num_train", type=int, default=2000)
+    p.add_argument("--num_val", type=int, default=500)
+    p.add_argument("--image_size", type=int, default=128, help="synthetic image size")
+    p.add_argument("--steps_per_epoch", type=int, default=None, help="default: one pass over the train list")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="decoding workers (default: all cores)")
+    p.add_argument("--data_dir", default=os.path.join(REPO, "dataset"), help="SYNTH is generated here")
+    p.add_argument("--out", default=os.path.join(REPO, "train_log", "demo"), help="results folder")
+    p.add_argument("--examples", type=int, default=6, help="rows of the picture grid")
+    return p
+
+
+def run_train(args, method, extra=()):
+    """Train (or resume) and evaluate one method with train.py; returns its metrics."""
+    log_dir = os.path.join(args.out, method)
+    cmd = [sys.executable, os.path.join(REPO, "train.py"), "--dataset_name", "SYNTH",
+           "--data_dir", args.data_dir, "--arch_name", args.arch, "--method_name", method,
+           "--final_size", str(args.size), "--width_multiplier", str(args.width),
+           "--batch", str(args.batch), "--epoch", str(args.epochs), "--base_lr", str(args.base_lr),
+           "--seed", str(args.seed), "--log_dir", log_dir, "--number_of_examples", str(args.examples)]
+    if args.steps_per_epoch:
+        cmd += ["--steps_per_epoch", str(args.steps_per_epoch)]
+    else:
+        cmd += ["--steps_per_epoch", str(max(1, args.num_train // args.batch))]
+    if args.workers is not None:
+        cmd += ["--workers", str(args.workers)]
+    if method == "E2Net" and args.arch == "resnet":
+        cmd += ["--use_bn", "1"]
+    cmd += list(extra)
+    for stage in ([], ["--evaluate"]):
+        print(f"[demo] {method}: {'evaluating' if stage else 'training'} ({log_dir})", flush=True)
+        with open(os.path.join(args.out, f"{method}.{'eval' if stage else 'train'}.log"), "w") as log:
+            code = subprocess.call(cmd + stage, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise SystemExit(f"[demo] {method} failed (exit {code}); see {log.name}")
+    with open(os.path.join(log_dir, "result", "metrics.json")) as f:
+        return json.load(f)["metrics"]
+
+
+def trivial_box_rows(args):
+    """GT-known Loc and MaxBoxAccV2 of boxes that ignore the image: the whole crop and a
+    centred box of the mean GT size (train list), on the val list in the crop frame."""
+    def crop_boxes(split):
+        label_file, _ = dataset_paths("SYNTH", args.data_dir, split=split)
+        size = (args.image_size, args.image_size)
+        return [eval_boxes(e.boxes, size, args.size) for e in read_label_list(label_file)]
+
+    train_boxes = np.concatenate(crop_boxes("train"))
+    mean_w, mean_h = (train_boxes[:, 2:] - train_boxes[:, :2]).mean(axis=0)
+    s = args.size
+    candidates = {"whole image": [0, 0, s - 1, s - 1],
+                  "centred mean box": [(s - mean_w) / 2, (s - mean_h) / 2, (s + mean_w) / 2, (s + mean_h) / 2]}
+    val_boxes = crop_boxes("val")
+    rows = {}
+    for name, box in candidates.items():
+        ious = np.array([box_iou([box], gt).max() for gt in val_boxes])
+        rows[name] = {"gt_known_loc": 100.0 * np.mean(ious >= 0.5),
+                      "maxboxacc_v2": 100.0 * np.mean([np.mean(ious >= t) for t in IOU_LEVELS])}
+    return rows
+
+
+def comparison_table(results, trivial):
+    rows = [[method] + [results[method].get(key) for key, _ in COLUMNS] for method in results]
+    rows += [[f"trivial: {name}"] + [values.get(key) for key, _ in COLUMNS] for name, values in trivial.items()]
+    return tabulate(rows, headers=["method"] + [title for _, title in COLUMNS], tablefmt="github",
+                    floatfmt=".2f", missingval="—")
+
+
+def comparison_grid(args, path):
+    """Rows of image | CAM heat map | E2Net heat map | boxes, from the runs' example arrays."""
+    arrays = {m: np.load(os.path.join(args.out, m, "result", "examples", "cams.npz")) for m in METHODS}
+    count = min(len(arrays[m]["names"]) for m in METHODS)
+    rows = []
+    for i in range(count):
+        image = arrays["CAM"]["images"][i]
+        rows.append(example_panel(image, {m: arrays[m]["cams"][i] for m in METHODS},
+                                  arrays["CAM"]["gt_boxes"][i][None],
+                                  {m: arrays[m]["pred_boxes"][i] for m in METHODS}))
+    if rows:
+        cv2.imwrite(path, np.vstack(rows))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    start = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    synth_dir = os.path.join(args.data_dir, "SYNTH")
+    params = dict(num_classes=args.num_classes, num_train=args.num_train, num_val=args.num_val,
+                  size=args.image_size, seed=args.seed)
+    generated = ensure_synthetic(synth_dir, workers=args.workers, **params)
+    print(f"[demo] synthetic set {'generated' if generated else 'cached'} in {synth_dir}", flush=True)
+    results = {method: run_train(args, method) for method in METHODS}
+    trivial = trivial_box_rows(args)
+    table = comparison_table(results, trivial)
+    grid = os.path.join(args.out, "comparison.png")
+    comparison_grid(args, grid)
+    elapsed = time.time() - start
+    summary = {"config": vars(args), "results": results, "trivial_boxes": trivial,
+               "wall_time_seconds": elapsed}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(f"# Demo: CAM vs E2Net on SYNTH ({args.arch}, {args.size}px, width {args.width}, "
+                f"{args.epochs} epochs)\n\n{table}\n")
+    print(f"\n{table}\n")
+    print(f"[demo] results: {args.out}/results.md, results.json, comparison.png")
+    print(f"[demo] wall time {elapsed / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
