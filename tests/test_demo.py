@@ -1,0 +1,36 @@
+"""The demo in a reduced mode, end to end: table, JSON, Markdown and picture grid."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+
+from conftest import REPO
+
+
+def test_reduced_demo_writes_table_and_files(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "utils.demo", "--epochs", "1", "--num_classes", "4", "--num_train", "64",
+           "--num_val", "16", "--image_size", "64", "--size", "32", "--width", "0.125", "--batch", "16",
+           "--examples", "2", "--workers", "0", "--data_dir", str(tmp_path / "data"), "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    table_lines = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table_lines[0].split("|")[1:-1]]
+    assert header == ["method", "Top-1 Cls", "GT-known Loc", "Top-1 Loc", "MaxBoxAccV2",
+                      "GT-known Loc (best τ)"]
+    names = [line.split("|")[1].strip() for line in table_lines[2:]]
+    assert names == ["CAM", "E2Net", "trivial: whole image", "trivial: centred mean box"]
+    with open(out / "results.json") as f:
+        summary = json.load(f)
+    for method in ("CAM", "E2Net"):
+        metrics = summary["results"][method]
+        assert metrics["num_images"] == 16
+        assert 0 <= metrics["gt_known_loc"] <= 100 and 0 <= metrics["maxboxacc_v2"] <= 100
+        assert os.path.isfile(out / method / "result" / "metrics.json")
+    assert summary["trivial_boxes"]["whole image"]["gt_known_loc"] >= 0
+    grid = cv2.imread(str(out / "comparison.png"))
+    assert grid is not None and grid.shape[0] > 2 * 32
+    assert "wall time" in result.stdout
+    assert (out / "results.md").read_text().count("|") > 20
