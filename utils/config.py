@@ -85,7 +85,8 @@ def build_parser():
     g.add_argument("--cluster", default=None,
                    help="distributed: JSON {'ps': [...], 'worker': [...]} or a TF_CONFIG-style file")
     g.add_argument("--job", default=None, choices=("ps", "worker"), help="distributed: this process's job")
-    g.add_argument("--task", type=int, default=0, help="distributed: this process's task index")
+    g.add_argument("--task", type=int, default=None,
+                   help="distributed: this process's task index (default: from a TF_CONFIG-style --cluster file, else 0)")
     g.add_argument("--log_dir", default=None,
                    help="run folder (a bare name goes under train_log/); rerunning resumes from it")
     g.add_argument("--epoch", type=int, default=None, help="epochs (default as released per data set / backbone)")
@@ -182,8 +183,9 @@ def resolve(args, class_list_size=None, gpu_present=False):
         raise ConfigError(f"--final_size must be a multiple of 16, got {args.final_size}")
     if args.batch_size < 1:
         raise ConfigError("--batch_size must be positive")
-    if args.trainer.startswith("distributed") and (args.cluster is None or args.job is None):
-        raise ConfigError(f"--trainer {args.trainer} needs --cluster and --job")
+    if args.trainer.startswith("distributed"):
+        from utils.distributed import resolve_cluster
+        resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
     towers = len(gpu_list(args)) or 1
     if args.batch_size % towers:
         raise ConfigError(f"--batch_size {args.batch_size} does not split over {towers} towers")
@@ -219,5 +221,6 @@ def parse_args(argv=None, class_list_size=None, gpu_present=False):
 def config_dict(args):
     """JSON-able record of a run's configuration (flags and the model spec)."""
     record = dict(vars(args))
+    record.update(method=args.method_name, dataset=args.dataset_name, arch=args.arch_name)
     record["model_spec"] = asdict(model_spec(args))
     return record

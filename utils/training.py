@@ -121,6 +121,9 @@ def callbacks(args, per_tower_batch):
 
 def train(args):
     """Train one resolved configuration; returns the log folder."""
+    if args.trainer.startswith("distributed") and args.job == "ps":
+        from utils.distributed import run_parameter_server
+        return run_parameter_server(args)  # serves variables until the workers are done
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
