@@ -21,9 +21,9 @@ import tensorflow as _tf_root  # noqa: E402
 
 TF2 = _tf_root.__version__.startswith("2.")
 if TF2:
+    _tf_root.get_logger().setLevel("ERROR")  # before the switch: it logs a deprecation warning
     _tf_root.compat.v1.disable_v2_behavior()
     tf = _tf_root.compat.v1
-    tf.logging.set_verbosity(tf.logging.ERROR)
 else:  # TensorFlow 1.15
     tf = _tf_root
 
