@@ -16,6 +16,7 @@ from tensorpack.utils.utils import get_tqdm
 
 from models.wsol_model import WSOLModel
 from utils.cam import fuse_heads, fusion_rule
+from utils.compat import tf
 from utils.config import config_dict, model_spec
 from utils.data import dataset_paths, get_eval_dataflow
 from utils.evaluation import WSOLEvaluator
@@ -35,7 +36,6 @@ def checkpoint_to_evaluate(args):
     best = os.path.join(args.log_dir, BEST_CHECKPOINT)
     if os.path.isfile(best + ".index"):
         return best
-    from utils.compat import tf
     latest = tf.train.latest_checkpoint(args.log_dir) if os.path.isdir(args.log_dir) else None
     if latest is None:
         raise PretrainedWeightsError(f"no checkpoint to evaluate in {args.log_dir} (train first or pass --load)")

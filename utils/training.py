@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, MinSaver, ModelSaver,
-                        QueueInput, ScheduledHyperParamSetter, SimpleTrainer, TrainConfig,
+                        QueueInput, ScheduledHyperParamSetter, TrainConfig,
                         launch_train_with_config)
 from tensorpack.callbacks import Callback
 from tensorpack.dataflow import MapData
