@@ -7,6 +7,7 @@ scores every threshold of both box protocols at once.  Results land in
 ``<log_dir>/result/`` (metrics.json, metrics.md, threshold_curve.png,
 predictions.tsv, examples/).
 """
+from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
 
 import numpy as np

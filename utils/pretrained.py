@@ -7,6 +7,7 @@
   variable it shares with the graph has the same shape (a checkpoint of another
   architecture or class count is an error naming the variable).
 """
+from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
 
 import numpy as np

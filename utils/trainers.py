@@ -1,4 +1,5 @@
 """Choosing the tensorpack trainer for a run: CPU, one GPU, several towers, Horovod."""
+from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
 
 from tensorpack import SimpleTrainer, SyncMultiGPUTrainerParameterServer, SyncMultiGPUTrainerReplicated

@@ -4,6 +4,7 @@
 command after an interruption resumes from the newest checkpoint in the log folder
 with the right epoch, global step, learning rate and MinSaver state.
 """
+from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import json
 import os
 import re
