@@ -1,6 +1,4 @@
 """tensorpack graphs of E2Net and its baselines (CAM, ADL).
 
-Importing the package brings TensorFlow up through ``utils.compat`` first, so that
-tensorpack's layers see the legacy Keras they need.
+``spec.py`` is plain data; every graph module imports ``utils.compat`` before tensorpack.
 """
-from utils import compat  # noqa: F401

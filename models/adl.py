@@ -5,10 +5,10 @@ sigmoid(A).  At each training step one of the two is chosen for the whole batch
 (as in the released tensorpack code): the importance map with probability
 ``keep_prob``, else the drop mask.  The feature map is multiplied by it.
 """
+from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack.tfutils.tower import get_current_tower_context
 
 from models.layers import channel_mean, spatial_max
-from utils.compat import tf
 
 
 def adl_maps(x, threshold):

@@ -1,7 +1,7 @@
 """Small graph helpers shared by the backbones and the E2Net modules."""
+from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack.tfutils.argscope import get_arg_scope
 
-from utils.compat import tf
 
 
 def data_format():

@@ -5,11 +5,11 @@ positions of low attention; the erased map X*M goes through a 1x1 convolution
 (C -> C, bias, ReLU) giving the excitation A^e; the output is max(X, A^e).
 MAE is active at training and at test time.
 """
+from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import Conv2D
 from tensorpack.tfutils.summary import add_moving_summary
 
 from models.layers import channel_mean, num_channels, spatial_max, spatial_sum
-from utils.compat import tf
 
 _SUM_EPSILON = 1e-12  # guards the released sum-normalisation against an all-zero map
 

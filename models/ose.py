@@ -5,11 +5,11 @@ Heads: ``3x3`` (the original head), ``1x3`` (horizontal), ``3x1`` (vertical) as
 released, plus ``diag`` and ``antidiag``: 3-tap kernels along a diagonal whose
 off-diagonal taps are not variables at all, so they stay exactly zero.
 """
+from utils.compat import tf  # first: TensorFlow set-up
 import numpy as np
 from tensorpack import BNReLU, Conv2D, FullyConnected, GlobalAvgPooling
 
 from models.layers import data_format, num_channels
-from utils.compat import tf
 
 # Kernel shapes of the directional convolutions.
 DIRECTIONAL_KERNELS = {"1x3": (1, 3), "3x1": (3, 1)}

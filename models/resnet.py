@@ -2,11 +2,11 @@
 conv0 7x7/2 + BN-ReLU, 3x3/2 max-pool, group0..group3 of [3, 4, 6, 3] SE bottlenecks;
 group3 has stride 1 so a 224 input gives a 14x14 map.
 """
+from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import BatchNorm, BNReLU, Conv2D, FullyConnected, GlobalAvgPooling, MaxPooling
 from tensorpack.tfutils.argscope import argscope
 
 from models.layers import channel_axis, num_channels
-from utils.compat import tf
 
 GROUPS = {50: (3, 4, 6, 3)}
 GROUP_WIDTHS = (64, 128, 256, 512)

@@ -2,10 +2,10 @@
 no pool5; a 224 input gives a 14x14 map.  Variable names are the tensorpack model-zoo
 keys of ``vgg16.npz`` (``conv1_1/W``, ``conv1_1/b``, ...).
 """
+from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import Conv2D, MaxPooling
 from tensorpack.tfutils.argscope import argscope
 
-from utils.compat import tf
 
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 

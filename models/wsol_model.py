@@ -7,6 +7,7 @@ Exported tensors (names usable by ``OfflinePredictor``):
 ``fc_weights_<head>`` ([C, K]), ``top5`` (indices, best first), ``wrong-top1``,
 ``wrong-top5``; the heads are listed by ``WSOLModel.head_names``.
 """
+from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import BatchNorm, Conv2D, GlobalAvgPooling, MaxPooling, ModelDesc
 from tensorpack.models import regularize_cost
 from tensorpack.tfutils import gradproc, optimizer
@@ -19,7 +20,6 @@ from models.layers import to_nhwc
 from models.mae import maxout_attention_excitation
 from models.ose import resnet_heads, vgg_heads
 from models.spec import PRETRAINED_REGEXES
-from utils.compat import tf
 
 # ImageNet statistics in BGR order (images enter as BGR uint8, as released).
 IMAGE_MEAN_BGR = (0.406, 0.456, 0.485)
