@@ -36,12 +36,11 @@ def build_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--arch", default="resnet", choices=("resnet", "vgg_gap"),
                    help="backbone (VGG16-GAP does not leave chance level from scratch in a CPU budget; see README)")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs per method")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs per method")
     p.add_argument("--size", type=int, default=96, help="network input size (multiple of 16)")
     p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
     p.add_argument("--batch", type=int, default=32, help="batch size")
-    p.add_argument("--base_lr", type=float, default=0.005,
-                   help="base learning rate (from scratch, E2Net diverges at the released 0.01)")
+    p.add_argument("--base_lr", type=float, default=0.01, help="base learning rate (released: 0.01)")
     p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--num_train", type=int, default=2000)
     p.add_argument("--num_val", type=int, default=500)
