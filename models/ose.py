@@ -26,11 +26,10 @@ def diagonal_placement(head):
     return placement
 
 
-def diagonal_conv(name, x, out_channels, use_bias=True, activation=tf.nn.relu):
+def diagonal_conv(name, x, head, out_channels, use_bias=True, activation=tf.nn.relu):
     """3x3 convolution whose only free taps lie on a diagonal (``diag``: top-left to
     bottom-right; ``antidiag``: top-right to bottom-left).  Variable ``W`` has shape
     [3, C_in, C_out]; the effective kernel (exported as ``<name>/kernel``) is built from it."""
-    head = "antidiag" if "antidiag" in name else "diag"
     in_channels = num_channels(x)
     with tf.variable_scope(name):
         taps = tf.get_variable("W", [3, in_channels, out_channels],
@@ -47,7 +46,7 @@ def diagonal_conv(name, x, out_channels, use_bias=True, activation=tf.nn.relu):
 def orientation_conv(name, x, head, out_channels, use_bias=True, activation=tf.nn.relu):
     """The 1x3, 3x1 or diagonal convolution of an OSE head."""
     if head in DIAGONAL_HEADS:
-        return diagonal_conv(name, x, out_channels, use_bias, activation)
+        return diagonal_conv(name, x, head, out_channels, use_bias, activation)
     return Conv2D(name, x, out_channels, DIRECTIONAL_KERNELS[head], use_bias=use_bias,
                   activation=activation)
 
