@@ -53,6 +53,7 @@ class ModelSpec:
     weight_decay: float = 5e-4
     base_lr: float = 0.01
     pretrained_grad_scale: float = 0.1       # gradient multiplier of pretrained layers
+    gradient_clip_norm: float = 0.0          # clip gradients to this global norm (0 = off, as released)
 
     @property
     def uses_mae(self):
@@ -88,6 +89,8 @@ class ModelSpec:
             raise ValueError(f"{self.method} needs at least one insertion position (--gating_position)")
         if self.use_bn and self.arch != "resnet":
             raise ValueError("--use_bn applies to the ResNet50-SE OSE convolutions only")
+        if self.gradient_clip_norm < 0:
+            raise ValueError(f"gradient clip norm must be >= 0 (0 = off), got {self.gradient_clip_norm}")
         if not 0.0 < self.width_multiplier <= 4.0:
             raise ValueError(f"width_multiplier must be in (0, 4], got {self.width_multiplier}")
         return self

@@ -34,3 +34,13 @@ def test_reduced_demo_writes_table_and_files(tmp_path):
     assert grid is not None and grid.shape[0] > 2 * 32
     assert "wall time" in result.stdout
     assert (out / "results.md").read_text().count("|") > 20
+
+
+def test_recipe_fills_only_unset_options():
+    from utils.demo import RECIPES, apply_recipe, build_parser
+    vgg = apply_recipe(build_parser().parse_args([]))
+    assert vgg.arch == "vgg_gap" and vgg.clip_gradients == RECIPES["vgg_gap"]["clip_gradients"] > 0
+    assert vgg.lr_decay_epochs == RECIPES["vgg_gap"]["lr_decay_epochs"]
+    resnet = apply_recipe(build_parser().parse_args(["--arch", "resnet", "--epochs", "3", "--clip_gradients", "0"]))
+    assert (resnet.epochs, resnet.clip_gradients, resnet.base_lr) == (3, 0.0, RECIPES["resnet"]["base_lr"])
+    assert resnet.lr_decay_epochs is None

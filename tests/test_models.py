@@ -171,3 +171,31 @@ def test_invalid_position_and_combinations_are_clear_errors():
         ModelSpec(method="CAM", ose_heads=RELEASED_HEADS).validate()
     with pytest.raises(ValueError, match="multiple of 16"):
         ModelSpec(method="CAM", image_size=100).validate()
+
+
+@pytest.mark.parametrize("grad_scale, clip_norm", [(0.1, 0.0), (1.0, 0.05), (0.1, 0.05)])
+def test_optimizer_scales_pretrained_gradients_then_clips_the_global_norm(grad_scale, clip_norm):
+    """First Nesterov step (momentum 0.9): delta = -lr * 1.9 * g', where g' is the gradient
+    scaled by 0.1 on the model-zoo layers (conv*) and then clipped to the global norm."""
+    lr = 0.1
+    spec = ModelSpec(arch="vgg_gap", method="CAM", num_classes=4, image_size=32, width_multiplier=0.125,
+                     base_lr=lr, pretrained_grad_scale=grad_scale, gradient_clip_norm=clip_norm)
+    graph, model, inputs, cost = build_model_graph(spec, is_training=True)
+    with graph.as_default():
+        variables = tf.trainable_variables()
+        raw_grads = tf.gradients(cost, variables)
+        train_op = model.optimizer().minimize(cost)
+        sess = init_session(graph)
+    rng = np.random.RandomState(2)
+    feed = {inputs[0]: rng.randint(0, 256, (4, 32, 32, 3)).astype(np.uint8),
+            inputs[1]: np.array([0, 1, 2, 3], np.int32), inputs[2]: np.zeros((4, 2, 2), np.float32)}
+    before, grads = sess.run([variables, raw_grads], feed)
+    sess.run(train_op, feed)
+    after = sess.run(variables)
+    expected = [g * (grad_scale if v.op.name.startswith("conv") else 1.0) for v, g in zip(variables, grads)]
+    if clip_norm:
+        norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in expected))
+        assert norm > clip_norm  # the clip is active
+        expected = [g * clip_norm / norm for g in expected]
+    for v, b, a, e in zip(variables, before, after, expected):
+        np.testing.assert_allclose(a - b, -lr * 1.9 * e, rtol=2e-3, atol=1e-7, err_msg=v.op.name)

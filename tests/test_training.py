@@ -155,6 +155,21 @@ def test_lr_schedule_released_and_scaled():
     assert [e for e, _ in lr_schedule(0.01, 100)] == [30, 60, 90]
     assert [e for e, _ in lr_schedule(0.01, 10)] == [3, 6, 9]
     assert np.isclose(lr_schedule(0.01, 10)[0][1], 1e-3)
+    explicit = lr_schedule(0.01, 30, [24, 40, 12])
+    assert [e for e, _ in explicit] == [12, 24]
+    np.testing.assert_allclose([lr for _, lr in explicit], [1e-3, 1e-4])
+
+
+def test_schedule_and_clip_flags_reach_the_run(data_dir):
+    from utils.config import ConfigError, model_spec, parse_args
+    common = ["--dataset_name", "SYNTH", "--data_dir", str(data_dir), "--method_name", "CAM"]
+    args = parse_args(common + ["--clip_gradients", "5", "--lr_decay_epochs", "24"], class_list_size=4)
+    assert model_spec(args).gradient_clip_norm == 5.0 and args.lr_decay_epochs == [24]
+    assert model_spec(parse_args(common, class_list_size=4)).gradient_clip_norm == 0.0  # off, as released
+    with pytest.raises(ConfigError, match="clip norm"):
+        parse_args(common + ["--clip_gradients", "-1"], class_list_size=4)
+    with pytest.raises(ConfigError, match="--lr_decay_epochs"):
+        parse_args(common + ["--lr_decay_epochs", "0"], class_list_size=4)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(data_dir, tmp_path):

@@ -94,6 +94,12 @@ def build_parser():
     g.add_argument("--batch_size", "--batch", dest="batch_size", type=int, default=32,
                    help="total batch size, split across towers")
     g.add_argument("--base_lr", type=float, default=0.01, help="base learning rate")
+    g.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None, metavar="EPOCH",
+                   help="epochs at which the lr is multiplied by 0.1 (default as released: 30 60 90 100 110, "
+                        "scaled by epochs/100 for runs shorter than 100 epochs)")
+    g.add_argument("--clip_gradients", type=float, default=0.0, metavar="NORM",
+                   help="clip the gradients to this global norm before each update (0 = off, as released); "
+                        "plain VGG16-GAP trained from scratch needs it (see the demo)")
     g.add_argument("--stepscale", type=float, default=None,
                    help="epoch = 25*(256/batch)*stepscale steps (default: CUB 5.0, ILSVRC 0.2, SYNTH 1.0)")
     g.add_argument("--steps_per_epoch", type=int, default=None, help="override the steps of an epoch")
@@ -126,12 +132,15 @@ def default_num_classes(args, class_list_size=None):
     return class_list_size
 
 
-def lr_schedule(base_lr, epochs):
-    """[(epoch, lr)]: x0.1 at 30, 60, 90, 100, 110 as released; for runs shorter than
-    100 epochs the milestones are scaled by epochs/100 (e.g. 10 epochs -> 3, 6, 9)."""
-    scale = min(1.0, epochs / SHORTEST_RELEASED_SCHEDULE)
-    milestones = sorted({max(1, int(round(e * scale))) for e in LR_DECAY_EPOCHS})
-    return [(e, base_lr * 0.1 ** (i + 1)) for i, e in enumerate(m for m in milestones if m < epochs)]
+def lr_schedule(base_lr, epochs, decay_epochs=None):
+    """[(epoch, lr)]: x0.1 at each of ``decay_epochs`` before ``epochs``; by default as
+    released at 30, 60, 90, 100, 110, with the milestones scaled by epochs/100 for runs
+    shorter than 100 epochs (e.g. 10 epochs -> 3, 6, 9)."""
+    if decay_epochs is None:
+        scale = min(1.0, epochs / SHORTEST_RELEASED_SCHEDULE)
+        decay_epochs = {max(1, int(round(e * scale))) for e in LR_DECAY_EPOCHS}
+    milestones = sorted(e for e in set(decay_epochs) if e < epochs)
+    return [(e, base_lr * 0.1 ** (i + 1)) for i, e in enumerate(milestones)]
 
 
 def steps_per_epoch(args):
@@ -183,6 +192,8 @@ def resolve(args, class_list_size=None, gpu_present=False):
         raise ConfigError(f"--final_size must be a multiple of 16, got {args.final_size}")
     if args.batch_size < 1:
         raise ConfigError("--batch_size must be positive")
+    if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
+        raise ConfigError(f"--lr_decay_epochs must be positive epochs, got {args.lr_decay_epochs}")
     if args.trainer.startswith("distributed"):
         from utils.distributed import resolve_cluster
         resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
@@ -209,7 +220,8 @@ def model_spec(args):
             adl_threshold=args.adl_threshold, adl_keep_prob=args.adl_keep_prob,
             ose_heads=tuple(args.ose_heads), use_bn=bool(args.use_bn),
             weight_decay=WEIGHT_DECAY[args.arch_name], base_lr=args.base_lr,
-            pretrained_grad_scale=0.1 if pretrained else 1.0).validate()
+            pretrained_grad_scale=0.1 if pretrained else 1.0,
+            gradient_clip_norm=args.clip_gradients).validate()
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

@@ -25,7 +25,13 @@ from utils.visualization import example_panel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("CAM", "E2Net")
-POSITIONS = {"vgg_gap": ("3", "4", "53"), "resnet": ("31", "41", "5")}
+# Per-backbone training recipe of the demo (from scratch: no model-zoo weights on a fresh
+# machine).  Plain VGG16-GAP needs gradient clipping and a long stretch at the base lr to
+# leave chance level; ResNet50-SE (BatchNorm) learns with the released recipe as is.
+RECIPES = {
+    "vgg_gap": {"epochs": 30, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [24]},
+    "resnet": {"epochs": 20, "base_lr": 0.01, "clip_gradients": 0.0, "lr_decay_epochs": None},
+}
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
            ("maxboxacc_v2", "MaxBoxAccV2"), ("gt_known_best", "GT-known Loc (best τ)"))
 IOU_LEVELS = (0.3, 0.5, 0.7)
@@ -34,13 +40,16 @@ IOU_LEVELS = (0.3, 0.5, 0.7)
 def build_parser():
     p = argparse.ArgumentParser(prog="run_demo.sh", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--arch", default="resnet", choices=("resnet", "vgg_gap"),
-                   help="backbone (VGG16-GAP does not leave chance level from scratch in a CPU budget; see README)")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs per method")
+    p.add_argument("--arch", default="vgg_gap", choices=tuple(RECIPES), help="backbone")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per method (default: RECIPES)")
     p.add_argument("--size", type=int, default=96, help="network input size (multiple of 16)")
     p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
     p.add_argument("--batch", type=int, default=32, help="batch size")
-    p.add_argument("--base_lr", type=float, default=0.01, help="base learning rate (released: 0.01)")
+    p.add_argument("--base_lr", type=float, default=None, help="base learning rate (default: RECIPES; released 0.01)")
+    p.add_argument("--clip_gradients", type=float, default=None,
+                   help="global gradient-norm clip, 0 = off (default: RECIPES)")
+    p.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None,
+                   help="lr x0.1 at these epochs (default: RECIPES; none there = train.py's scaled release schedule)")
     p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--num_train", type=int, default=2000)
     p.add_argument("--num_val", type=int, default=500)
@@ -54,6 +63,14 @@ def build_parser():
     return p
 
 
+def apply_recipe(args):
+    """Fill the options left unset from the backbone's entry in RECIPES (in place)."""
+    for key, value in RECIPES[args.arch].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
 def run_train(args, method, extra=()):
     """Train (or resume) and evaluate one method with train.py; returns its metrics."""
     log_dir = os.path.join(args.out, method)
@@ -61,6 +78,7 @@ def run_train(args, method, extra=()):
            "--data_dir", args.data_dir, "--arch_name", args.arch, "--method_name", method,
            "--final_size", str(args.size), "--width_multiplier", str(args.width),
            "--batch", str(args.batch), "--epoch", str(args.epochs), "--base_lr", str(args.base_lr),
+           "--clip_gradients", str(args.clip_gradients),
            "--seed", str(args.seed), "--log_dir", log_dir, "--number_of_examples", str(args.examples)]
     if args.steps_per_epoch:
         cmd += ["--steps_per_epoch", str(args.steps_per_epoch)]
@@ -68,6 +86,8 @@ def run_train(args, method, extra=()):
         cmd += ["--steps_per_epoch", str(max(1, args.num_train // args.batch))]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
+    if args.lr_decay_epochs:
+        cmd += ["--lr_decay_epochs"] + [str(e) for e in args.lr_decay_epochs]
     if method == "E2Net" and args.arch == "resnet":
         cmd += ["--use_bn", "1"]
     cmd += list(extra)
@@ -129,7 +149,7 @@ def comparison_grid(args, path):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = apply_recipe(build_parser().parse_args(argv))
     start = time.time()
     os.makedirs(args.out, exist_ok=True)
     synth_dir = os.path.join(args.data_dir, "SYNTH")

@@ -114,7 +114,7 @@ def callbacks(args, per_tower_batch):
                         [ClassificationError("wrong-top1", "val-error-top1"),
                          ClassificationError("wrong-top5", "val-error-top5")]),
         ResumableMinSaver(MONITOR_STAT, checkpoint_dir=args.log_dir),
-        ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch)),
+        ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch, args.lr_decay_epochs)),
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
     ]
