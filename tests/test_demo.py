@@ -5,13 +5,15 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from conftest import REPO
 
 
-def test_reduced_demo_writes_table_and_files(tmp_path):
+@pytest.mark.parametrize("arch", ["vgg_gap", "resnet"])
+def test_reduced_demo_writes_table_and_files(tmp_path, arch):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "utils.demo", "--epochs", "1", "--num_classes", "4", "--num_train", "64",
+    cmd = [sys.executable, "-m", "utils.demo", "--arch", arch, "--epochs", "1", "--num_classes", "4", "--num_train", "64",
            "--num_val", "16", "--image_size", "64", "--size", "32", "--width", "0.125", "--batch", "16",
            "--examples", "2", "--workers", "0", "--data_dir", str(tmp_path / "data"), "--out", str(out)]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -34,6 +36,9 @@ def test_reduced_demo_writes_table_and_files(tmp_path):
     assert grid is not None and grid.shape[0] > 2 * 32
     assert "wall time" in result.stdout
     assert (out / "results.md").read_text().count("|") > 20
+    assert summary["config"]["arch"] == arch
+    with open(out / "E2Net" / "config.json") as f:
+        assert json.load(f)["arch_name"] == arch
 
 
 def test_recipe_fills_only_unset_options():

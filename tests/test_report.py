@@ -6,7 +6,7 @@ import numpy as np
 
 from utils.evaluation import WSOLEvaluator
 from utils.report import read_metrics, write_report
-from utils.visualization import GT_COLOR, PRED_COLOR, draw_boxes, example_panel, heatmap_overlay, save_examples
+from utils.visualization import GT_COLOR, PANEL_PRED_COLORS, PRED_COLOR, draw_boxes, example_panel, heatmap_overlay, save_examples
 
 CLASS_NAMES = [f"class_{i}" for i in range(10)]
 
@@ -82,8 +82,12 @@ def test_example_panel_and_boxes(tmp_path):
     assert overlay.shape == image.shape
     assert overlay[0, 0, 2] > 100 and overlay[-1, -1, 0] > 100   # JET: hot = red, cold = blue
 
-    panel = example_panel(image, {"3x3": cam, "fused": cam}, [[2, 2, 20, 20]], {"ref": [10, 5, 40, 30]})
+    panel = example_panel(image, {"3x3": cam, "fused": cam}, [[2, 2, 20, 20]],
+                          {"CAM": [10, 5, 40, 30], "E2Net": [4, 8, 30, 28]})
     assert panel.shape[1] == 4 * 48 and panel.shape[0] > 32
+    boxes_tile = panel[panel.shape[0] - 32:, 3 * 48:]
+    assert tuple(boxes_tile[30, 25]) == PANEL_PRED_COLORS[0]      # CAM's bottom edge: red
+    assert tuple(boxes_tile[28, 8]) == PANEL_PRED_COLORS[1]       # E2Net's bottom edge: the second colour
     paths = save_examples(tmp_path / "examples", {"bird/001.jpg": panel})
     assert len(paths) == 1 and "/" not in paths[0].split("examples/")[1]
     assert cv2.imread(paths[0]).shape == panel.shape

@@ -1,7 +1,8 @@
 """Pictures of CAMs and boxes (BGR uint8 images, OpenCV drawing, no TensorFlow).
 
 An example panel is one row of tiles: the image, one heat-map overlay per CAM,
-and the image with the GT boxes (green) and the predicted boxes (red).
+and the image with the GT boxes (green) and the predicted boxes (red, then blue,
+magenta, ... for further methods), each labelled with its name.
 """
 import os
 import re
@@ -13,6 +14,8 @@ from utils.localization import normalize_cam, resize_cam
 
 GT_COLOR = (0, 255, 0)        # BGR green
 PRED_COLOR = (0, 0, 255)      # BGR red
+# Predicted boxes of the methods of one panel, in order: red, blue, magenta, orange.
+PANEL_PRED_COLORS = (PRED_COLOR, (255, 64, 0), (255, 0, 255), (0, 128, 255))
 TITLE_HEIGHT = 20
 
 
@@ -56,14 +59,14 @@ def example_panel(image, cams, gt_boxes, pred_boxes):
     """One picture "image | heat map per CAM | boxes".
 
     ``cams`` maps a name to a CAM (any resolution); ``pred_boxes`` maps a name to a
-    predicted box, each drawn in red with its name (GT boxes in green).
+    predicted box, each drawn in its colour of PANEL_PRED_COLORS with its name (GT boxes in green).
     """
     tiles = [_titled(image, "image")]
     tiles += [_titled(heatmap_overlay(image, cam), name) for name, cam in cams.items()]
     boxes = draw_boxes(image, gt_boxes, None)
-    for name, box in pred_boxes.items():
-        _draw_box(boxes, box, PRED_COLOR, name)
-    tiles.append(_titled(boxes, "GT (green) / predicted (red)"))
+    for index, (name, box) in enumerate(pred_boxes.items()):
+        _draw_box(boxes, box, PANEL_PRED_COLORS[index % len(PANEL_PRED_COLORS)], name)
+    tiles.append(_titled(boxes, "GT: green"))
     return np.hstack(tiles)
 
 
