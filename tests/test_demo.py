@@ -49,3 +49,6 @@ def test_recipe_fills_only_unset_options():
     resnet = apply_recipe(build_parser().parse_args(["--arch", "resnet", "--epochs", "3", "--clip_gradients", "0"]))
     assert (resnet.epochs, resnet.clip_gradients, resnet.base_lr) == (3, 0.0, RECIPES["resnet"]["base_lr"])
     assert resnet.lr_decay_epochs is None
+    help_text = " ".join(build_parser().format_help().split())
+    assert f"vgg_gap {RECIPES['vgg_gap']['epochs']}, resnet {RECIPES['resnet']['epochs']}" in help_text
+    assert "(default: None)" not in help_text

@@ -176,6 +176,6 @@ def test_non_finite_loss_stops_with_a_clear_message(data_dir, tmp_path):
     cmd = train_command(data_dir, tmp_path / "nan", "--base_lr", "1e8", epochs=2, steps=6,
                         method="CAM", arch="vgg_gap")
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr[-6000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("train.py: error: training loss became") and "last good checkpoint" in last

@@ -37,19 +37,30 @@ COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc"), ("top1_l
 IOU_LEVELS = (0.3, 0.5, 0.7)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the per-backbone ones (None), whose help lists RECIPES."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _recipe_defaults(key):
+    return "default: " + ", ".join(f"{arch} {recipe[key]}" for arch, recipe in RECIPES.items())
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="run_demo.sh", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="run_demo.sh", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--arch", default="vgg_gap", choices=tuple(RECIPES), help="backbone")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per method (default: RECIPES)")
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs per method ({_recipe_defaults('epochs')})")
     p.add_argument("--size", type=int, default=96, help="network input size (multiple of 16)")
     p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
     p.add_argument("--batch", type=int, default=32, help="batch size")
-    p.add_argument("--base_lr", type=float, default=None, help="base learning rate (default: RECIPES; released 0.01)")
+    p.add_argument("--base_lr", type=float, default=None, help=f"base learning rate ({_recipe_defaults('base_lr')}; released 0.01)")
     p.add_argument("--clip_gradients", type=float, default=None,
-                   help="global gradient-norm clip, 0 = off (default: RECIPES)")
+                   help=f"global gradient-norm clip, 0 = off ({_recipe_defaults('clip_gradients')})")
     p.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None,
-                   help="lr x0.1 at these epochs (default: RECIPES; none there = train.py's scaled release schedule)")
+                   help=f"lr x0.1 at these epochs ({_recipe_defaults('lr_decay_epochs')}; "
+                        "None = train.py's release schedule, scaled to the run)")
     p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--num_train", type=int, default=2000)
     p.add_argument("--num_val", type=int, default=500)
