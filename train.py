@@ -11,12 +11,12 @@ import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
 from utils.config import ConfigError, build_parser, resolve  # noqa: E402
-from utils.trainers import select_gpus  # noqa: E402
+from utils.training.trainers import select_gpus  # noqa: E402
 
 
 def class_list_size(args):
     """Number of class names of a data set whose class count has no preset."""
-    from utils.data import dataset_paths
+    from utils.data.dataflow import dataset_paths
     label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     names = os.path.join(os.path.dirname(label_file), "words.txt")
     if not os.path.isfile(names):
@@ -28,16 +28,16 @@ def class_list_size(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     select_gpus(args)
-    from utils.data import DataError
-    from utils.pretrained import PretrainedWeightsError
-    from utils.training import NonFiniteLossError
+    from utils.data.dataflow import DataError
+    from utils.training.pretrained import PretrainedWeightsError
+    from utils.training.loop import NonFiniteLossError
     try:
         resolve(args, class_list_size(args), gpu_present=compat.gpu_available())
         if args.evaluate:
-            from utils.inference import evaluate
+            from utils.evaluation.evaluate import evaluate
             evaluate(args)
         else:
-            from utils.training import train
+            from utils.training.loop import train
             train(args)
     except (ConfigError, FileNotFoundError, DataError, PretrainedWeightsError, NonFiniteLossError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)

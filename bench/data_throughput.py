@@ -3,7 +3,7 @@
 Usage: ``python bench/data_throughput.py [--quick] [--consumer_rate IMG_PER_S] [--out FILE]``
 
 Generates its own JPEGs (the synthetic set at a CUB-like size) in a temporary directory,
-then runs ``utils.data.get_train_dataflow`` in-process (1 worker) and with one decoding
+then runs ``utils.data.dataflow.get_train_dataflow`` in-process (1 worker) and with one decoding
 process per core, and reports the median images/s over repeated timed windows.  With
 ``--consumer_rate`` (images/s a trainer consumes) it also reports the ratio of the
 all-core rate to that rate and how many workers that rate needs at the 1-worker speed.
@@ -24,8 +24,8 @@ sys.path.insert(0, REPO_ROOT)  # run as a plain script: make ``utils`` importabl
 
 from tabulate import tabulate  # noqa: E402
 
-from utils.data import get_train_dataflow, resolve_workers  # noqa: E402
-from utils.synthetic import generate_synthetic  # noqa: E402
+from utils.data.dataflow import get_train_dataflow, resolve_workers  # noqa: E402
+from utils.data.synthetic import generate_synthetic  # noqa: E402
 
 # name -> (images generated, image side, batch size, batches per timed window, windows)
 SETTINGS = {"full": (384, 400, 32, 8, 5), "quick": (48, 160, 8, 2, 3)}

@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from utils.boxes import box_iou  # noqa: E402
-from utils.evaluation import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRESHOLDS, LOC_IOU,  # noqa: E402
+from utils.evaluation.metrics import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRESHOLDS, LOC_IOU,  # noqa: E402
                               WSOLEvaluator)
-from utils.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
+from utils.evaluation.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
 
 IMAGE_SIZE = 224
 GRID_SIZE = 14

@@ -8,9 +8,9 @@ For each configuration {VGG16-GAP, ResNet50-SE} x {CAM, E2Net} at 224 px (full w
 batch 8 on CPU) and at the demo's size (96 px, width multiplier 0.25, batch 32):
 
 project   tensorpack ``launch_train_with_config`` with the project's ``WSOLModel``, the
-          trainer ``utils.trainers.make_trainer`` picks (``SimpleTrainer`` for one device,
+          trainer ``utils.training.trainers.make_trainer`` picks (``SimpleTrainer`` for one device,
           ``SyncMultiGPUTrainerReplicated(N)`` for ``--gpus N`` > 1), ``QueueInput`` over
-          ``utils.data.get_train_dataflow`` on synthetic JPEGs (``utils.synthetic``) with
+          ``utils.data.dataflow.get_train_dataflow`` on synthetic JPEGs (``utils.data.synthetic``) with
           the default number of decoding processes (one per core), tensorpack's default
           callbacks and session config, plus the project's per-step loss check
           (``StopOnNonFiniteLoss``, same fetch, here counting instead of stopping).  A timing
@@ -308,9 +308,9 @@ def project_run(args, spec, label_file, image_root, towers, bare, warmup, window
     from tensorpack import QueueInput, TrainConfig, launch_train_with_config
     from tensorpack.callbacks import Callback
     from models.wsol_model import WSOLModel
-    from utils.data import get_train_dataflow
-    from utils.trainers import make_trainer
-    from utils.training import StopOnNonFiniteLoss
+    from utils.data.dataflow import get_train_dataflow
+    from utils.training.trainers import make_trainer
+    from utils.training.loop import StopOnNonFiniteLoss
 
     class CountNonFiniteLoss(StopOnNonFiniteLoss):
         """The project's per-step loss check (same fetch), counting instead of stopping."""
@@ -371,7 +371,7 @@ def project_run(args, spec, label_file, image_root, towers, bare, warmup, window
 
 def first_batch(label_file, image_root, final_size, batch):
     """One real batch from the training dataflow (in-process), as numpy arrays."""
-    from utils.data import get_train_dataflow
+    from utils.data.dataflow import get_train_dataflow
     dataflow = get_train_dataflow(label_file, image_root, final_size, batch, workers=0, seed=1)
     dataflow.reset_state()
     images, labels, boxes = next(iter(dataflow))
@@ -381,8 +381,8 @@ def first_batch(label_file, image_root, final_size, batch):
 def run_child(job):
     """Measure one configuration; returns its record (without the ceiling-derived keys)."""
     from utils.config import model_spec
-    from utils.data import resolve_workers
-    from utils.synthetic import generate_synthetic
+    from utils.data.dataflow import resolve_workers
+    from utils.data.synthetic import generate_synthetic
 
     started = time.perf_counter()
     setting = SETTINGS[job["setting"]]

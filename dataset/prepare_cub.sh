@@ -6,9 +6,9 @@
 #
 # The archive defaults to dataset/CUB_200_2011.tgz.  --regenerate-labels rebuilds
 # OUT_DIR/CUB/{train,val,words}.txt from the official metadata and reports how many images
-# differ from <labels-dir>/CUB (default: the repository's labels/).  Logic: utils/prepare.py.
+# differ from <labels-dir>/CUB (default: the repository's labels/).  Logic: utils/data/prepare.py.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-$repo/.venv/bin/python}"
 [ -x "$python" ] || python=python3
-PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m utils.prepare cub "$@"
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m utils.data.prepare cub "$@"

@@ -7,9 +7,9 @@
 #                               [--dataset-dir DIR] [--labels-dir DIR]
 #
 # Archives default to dataset/ILSVRC2012_img_{train,val}.tar.  Idempotent: finished class
-# folders are skipped.  Logic: utils/prepare.py.
+# folders are skipped.  Logic: utils/data/prepare.py.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-$repo/.venv/bin/python}"
 [ -x "$python" ] || python=python3
-PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m utils.prepare imagenet "$@"
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m utils.data.prepare imagenet "$@"

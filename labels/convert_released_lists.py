@@ -2,7 +2,7 @@
 
 Usage: ``python labels/convert_released_lists.py [--src DIR] [--dst DIR]``
 
-The project format is described in ``utils/labels.py`` (TAB-separated
+The project format is described in ``utils/data/labels.py`` (TAB-separated
 ``path class x1 y1 x2 y2``).  What changes:
 
 * ``CUB/train.txt``: the released boxes are ``x y w h`` and become ``x1 y1 x+w y+h``.
@@ -24,7 +24,7 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # run as a plain script: make ``utils`` importable
 
-from utils.labels import LabelEntry, read_label_list, write_label_list  # noqa: E402
+from utils.data.labels import LabelEntry, read_label_list, write_label_list  # noqa: E402
 
 # (data set, list file, box format of the released file, path prefix to add)
 RELEASED_LISTS = [

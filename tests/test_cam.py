@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.cam import (class_activation_map, class_activation_maps, fuse_heads, fusion_rule,
+from utils.evaluation.cam import (class_activation_map, class_activation_maps, fuse_heads, fusion_rule,
                        released_fusion_rule)
 
 # Head 1: channels [[1,2],[3,4]] and [[0,1],[0,1]]; FC weights [C=2, K=2].

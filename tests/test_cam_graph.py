@@ -3,7 +3,7 @@ import numpy as np
 
 from conftest import build_model_graph
 from models.spec import ModelSpec
-from utils.cam import class_activation_maps
+from utils.evaluation.cam import class_activation_maps
 from utils.compat import tf
 
 

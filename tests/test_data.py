@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from utils.data import DataError, dataset_paths, get_eval_dataflow, get_train_dataflow
-from utils.labels import LabelEntry, write_label_list
-from utils.transforms import centre_crop_offset, eval_boxes, flip_boxes, transform_boxes_resize_crop
+from utils.data.dataflow import DataError, dataset_paths, get_eval_dataflow, get_train_dataflow
+from utils.data.labels import LabelEntry, write_label_list
+from utils.data.transforms import centre_crop_offset, eval_boxes, flip_boxes, transform_boxes_resize_crop
 
 FINAL = 64  # small crops keep the tests fast; resize is FINAL + 32 = 96
 # (height, width, box x1 y1 x2 y2) of the test images; every box covers the image centre,
@@ -86,7 +86,7 @@ def test_centre_crop_and_eval_boxes():
 # ----------------------------------------------------------------------------- paths
 
 def test_dataset_path_conventions(tmp_path):
-    from utils.data import DEFAULT_LABEL_DIR
+    from utils.data.dataflow import DEFAULT_LABEL_DIR
     data = str(tmp_path)
     assert dataset_paths("CUB", data, split="train") == (
         os.path.join(DEFAULT_LABEL_DIR, "CUB", "train.txt"), os.path.join(data, "CUB", "images"))
@@ -101,7 +101,7 @@ def test_dataset_path_conventions(tmp_path):
 @pytest.mark.parametrize("dataset, split, hint", [
     ("CUB", "train", "dataset/prepare_cub.sh"),
     ("ILSVRC", "val", "dataset/prepare_imagenet.sh"),
-    ("SYNTH", "train", "python -m utils.synthetic --out {data}/SYNTH"),
+    ("SYNTH", "train", "python -m utils.data.synthetic --out {data}/SYNTH"),
 ])
 def test_missing_data_directory_names_path_and_prepare_command(tmp_path, dataset, split, hint):
     data = str(tmp_path / "data")
@@ -180,7 +180,7 @@ def test_worker_processes_give_the_in_process_batches(tmp_path):
 
 
 def test_transforms_need_no_tensorflow():
-    code = ("import sys, utils.transforms, utils.labels, utils.synthetic; "
+    code = ("import sys, utils.data.transforms, utils.data.labels, utils.data.synthetic; "
             "sys.exit('tensorflow' in sys.modules or 'tensorpack' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
@@ -242,7 +242,7 @@ def test_training_skips_and_counts_bad_images(tmp_path, caplog, workers):
     label_file, image_root, bad = add_bad_images(tmp_path)
     dataflow = get_train_dataflow(label_file, image_root, FINAL, batch_size=1, workers=workers, seed=0)
     dataflow.reset_state()
-    with caplog.at_level(logging.WARNING, logger="utils.data"):
+    with caplog.at_level(logging.WARNING, logger="utils.data.dataflow"):
         datapoints = all_datapoints(dataflow)
     assert len(datapoints) == 7
     assert sorted(path for path, _ in dataflow.bad_images) == sorted(bad)

@@ -19,8 +19,8 @@ from tests.conftest import REPO
 from utils import compat
 from utils.compat import tf
 from utils.config import ConfigError, parse_args
-from utils.distributed import load_cluster_spec
-from utils.synthetic import generate_synthetic
+from utils.training.distributed import load_cluster_spec
+from utils.data.synthetic import generate_synthetic
 
 CLUSTER = {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223", "127.0.0.1:2224"]}
 BASE_ARGS = ["--dataset_name", "SYNTH", "--number_of_class", "4"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from test_localization import rectangle_cam
-from utils.evaluation import WSOLEvaluator, main, read_box_list
+from utils.evaluation.metrics import WSOLEvaluator
+from utils.evaluation.scorer import main, read_box_list
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -197,7 +198,7 @@ def test_scorer_rejects_a_malformed_line(cam_dir, capsys):
 
 def test_scorer_as_a_module(cam_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "utils.evaluation", "--cam_dir", str(cam_dir / "cams"),
+        [sys.executable, "-m", "utils.evaluation.scorer", "--cam_dir", str(cam_dir / "cams"),
          "--label_file", str(cam_dir / "labels.txt"), "--protocol", "wsolevaluation",
          "--out", str(cam_dir / "m.json")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

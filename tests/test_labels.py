@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from utils.labels import (LabelEntry, LabelListError, read_class_names, read_label_list,
+from utils.data.labels import (LabelEntry, LabelListError, read_class_names, read_label_list,
                           write_label_list)
 
 LABELS = os.path.join(REPO, "labels")

@@ -7,7 +7,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from utils.localization import (normalize_cam, reference_box, reference_boxes, reference_mask,
+from utils.evaluation.localization import (normalize_cam, reference_box, reference_boxes, reference_mask,
                                 reference_threshold_index, resize_cam, wsol_boxes, wsol_boxes_at, wsol_mask)
 
 THRESHOLDS_TSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from utils.synthetic import generate_synthetic
+from utils.data.synthetic import generate_synthetic
 
 STEPS, EPOCHS = 2, 2
 TIMEOUT_S = 180

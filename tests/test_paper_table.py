@@ -1,7 +1,7 @@
 """The paper's table from run folders, next to the published ADL numbers."""
 import json
 
-from utils.paper_table import main
+from utils.evaluation.paper_table import main
 
 
 def fake_run(root, name, config, metrics):

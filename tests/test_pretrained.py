@@ -5,7 +5,7 @@ import pytest
 from conftest import build_model_graph
 from models.spec import ModelSpec
 from utils.compat import tf
-from utils.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError
+from utils.training.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError
 
 SPEC = ModelSpec(arch="resnet", method="E2Net", num_classes=5, positions=("31", "41", "5"),
                  ose_heads=("3x3", "1x3", "3x1"), use_bn=True, image_size=32, width_multiplier=0.125)

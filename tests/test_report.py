@@ -4,9 +4,9 @@ import csv
 import cv2
 import numpy as np
 
-from utils.evaluation import WSOLEvaluator
-from utils.report import read_metrics, write_report
-from utils.visualization import GT_COLOR, PANEL_PRED_COLORS, PRED_COLOR, draw_boxes, example_panel, heatmap_overlay, save_examples
+from utils.evaluation.metrics import WSOLEvaluator
+from utils.evaluation.report import read_metrics, write_report
+from utils.evaluation.visualization import GT_COLOR, PANEL_PRED_COLORS, PRED_COLOR, draw_boxes, example_panel, heatmap_overlay, save_examples
 
 CLASS_NAMES = [f"class_{i}" for i in range(10)]
 

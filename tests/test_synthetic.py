@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.labels import read_class_names, read_label_list
-from utils.synthetic import (class_dir_name, ensure_synthetic, generate_synthetic, main,
+from utils.data.labels import read_class_names, read_label_list
+from utils.data.synthetic import (class_dir_name, ensure_synthetic, generate_synthetic, main,
                              render_sample, sample_rng, trivial_box_localization)
 
 TINY = {"num_classes": 3, "num_train": 9, "num_val": 4, "size": 64, "seed": 5}

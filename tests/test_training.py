@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from utils.synthetic import ensure_synthetic
+from utils.data.synthetic import ensure_synthetic
 
 TINY = dict(num_classes=4, num_train=128, num_val=32, size=64, seed=3)
 
@@ -78,7 +78,7 @@ def test_evaluate_writes_all_outputs_consistent_with_predictions(data_dir, train
         assert 100.0 * sum(int(r[key]) for r in rows) / len(rows) == pytest.approx(metrics[metric]), key
     assert 0 <= metrics["maxboxacc_v2"] <= 100 and len(metrics["sweep"]["thresholds"]) == 100
     assert metrics["checkpoint"].endswith("min-val-error-top1")
-    from utils.paper_table import load_run
+    from utils.evaluation.paper_table import load_run
     row = load_run(str(trained_run))
     assert (row["method"], row["dataset"], row["arch"]) == ("CAM", "SYNTH", "resnet")
 

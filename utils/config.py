@@ -195,7 +195,7 @@ def resolve(args, class_list_size=None, gpu_present=False):
     if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
         raise ConfigError(f"--lr_decay_epochs must be positive epochs, got {args.lr_decay_epochs}")
     if args.trainer.startswith("distributed"):
-        from utils.distributed import resolve_cluster
+        from utils.training.distributed import resolve_cluster
         resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
     towers = len(gpu_list(args)) or 1
     if args.batch_size % towers:

@@ -17,11 +17,11 @@ import numpy as np
 from tabulate import tabulate
 
 from utils.boxes import box_iou
-from utils.data import dataset_paths
-from utils.labels import read_label_list
-from utils.synthetic import ensure_synthetic
-from utils.transforms import eval_boxes
-from utils.visualization import example_panel
+from utils.data.dataflow import dataset_paths
+from utils.data.labels import read_label_list
+from utils.data.synthetic import ensure_synthetic
+from utils.data.transforms import eval_boxes
+from utils.evaluation.visualization import example_panel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("CAM", "E2Net")

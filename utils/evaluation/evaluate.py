@@ -16,16 +16,16 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
 from models.wsol_model import WSOLModel
-from utils.cam import fuse_heads, fusion_rule
+from utils.evaluation.cam import fuse_heads, fusion_rule
 from utils.compat import tf
 from utils.config import config_dict, model_spec
-from utils.data import dataset_paths, get_eval_dataflow
-from utils.evaluation import WSOLEvaluator
-from utils.labels import read_class_names
-from utils.localization import resize_cam
-from utils.pretrained import CheckpointInit, PretrainedWeightsError
-from utils.report import write_report
-from utils.visualization import example_panel, save_examples
+from utils.data.dataflow import dataset_paths, get_eval_dataflow
+from utils.evaluation.metrics import WSOLEvaluator
+from utils.data.labels import read_class_names
+from utils.evaluation.localization import resize_cam
+from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
+from utils.evaluation.report import write_report
+from utils.evaluation.visualization import example_panel, save_examples
 
 BEST_CHECKPOINT = "min-val-error-top1"
 

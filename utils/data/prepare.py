@@ -1,7 +1,7 @@
 """Extract the CUB-200-2011 and ILSVRC 2012 archives into the project layout.
 
 Run through ``dataset/prepare_cub.sh`` and ``dataset/prepare_imagenet.sh`` (or
-``python -m utils.prepare cub|imagenet ...``).  Relative paths are relative to the current
+``python -m utils.data.prepare cub|imagenet ...``).  Relative paths are relative to the current
 directory; the defaults are inside the repository.
 
 CUB (``CUB_200_2011.tgz``)
@@ -30,9 +30,9 @@ import tarfile
 
 import numpy as np
 
-from utils.labels import LabelEntry, read_label_list, write_label_list
+from utils.data.labels import LabelEntry, read_label_list, write_label_list
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_DATASET_DIR = os.path.join(REPO_ROOT, "dataset")
 DEFAULT_LABELS_DIR = os.path.join(REPO_ROOT, "labels")
 CUB_LIST_METADATA = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")

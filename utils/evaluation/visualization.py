@@ -10,7 +10,7 @@ import re
 import cv2
 import numpy as np
 
-from utils.localization import normalize_cam, resize_cam
+from utils.evaluation.localization import normalize_cam, resize_cam
 
 GT_COLOR = (0, 255, 0)        # BGR green
 PRED_COLOR = (0, 0, 255)      # BGR red

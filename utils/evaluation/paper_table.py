@@ -1,10 +1,10 @@
 """Gather evaluation runs into the paper's results table, next to published numbers.
 
-    python -m utils.paper_table LOG_DIR... [--out FILE.md]
+    python -m utils.evaluation.paper_table LOG_DIR... [--out FILE.md]
 
-Each ``LOG_DIR/result/metrics.json`` (written by ``utils.report``) gives one row
+Each ``LOG_DIR/result/metrics.json`` (written by ``utils.evaluation.report``) gives one row
 from its ``config`` (``method``, ``dataset``, ``arch``) and metrics.  Published
-reference numbers, with their sources, live in ``utils/published_results.json``;
+reference numbers, with their sources, live in ``utils/evaluation/published_results.json``;
 a number without a source is left empty.  Rows are ordered by dataset, backbone
 and method, published rows before this project's runs.
 """
@@ -16,7 +16,7 @@ import sys
 from tabulate import tabulate
 
 from models.spec import METHODS, canonical_method
-from utils.report import read_metrics
+from utils.evaluation.report import read_metrics
 
 PUBLISHED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_results.json")
 COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),

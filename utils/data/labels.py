@@ -8,7 +8,7 @@ One line per (image, box)::
 
 * fields are separated by whitespace; the project writes TABs, the reader accepts any
   whitespace, so paths must not contain whitespace;
-* the path is relative to the image root of the data set (see ``utils.data.dataset_paths``);
+* the path is relative to the image root of the data set (see ``utils.data.dataflow.dataset_paths``);
 * the class index is 0-based;
 * the box is in pixels of the original image, ``x1 y1 x2 y2`` with ``x1 <= x2`` and
   ``y1 <= y2`` (inclusive corners, the ``plus_one`` convention of ``utils.boxes``);
@@ -25,6 +25,7 @@ either ``<key><whitespace><name>`` (CUB: ``1 001.Black_footed_Albatross``; ILSVR
 from dataclasses import dataclass, field
 
 import numpy as np
+
 
 BOX_FORMATS = ("xyxy", "xywh")
 

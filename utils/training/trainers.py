@@ -20,7 +20,7 @@ def make_trainer(args, towers):
             raise ConfigError("--trainer horovod needs the optional horovod package (see README)") from None
         return HorovodTrainer()
     if args.trainer.startswith("distributed"):
-        from utils.distributed import make_distributed_trainer
+        from utils.training.distributed import make_distributed_trainer
         return make_distributed_trainer(args, towers)
     if towers == 1:
         return SimpleTrainer()

@@ -14,10 +14,10 @@ A classifier only needs the head, so its CAM tends to light up the head while th
 covers body and head, as with CUB birds.  The GT box is the tight bounding box of the
 object's rendered mask (inclusive pixel corners, ``x1 y1 x2 y2``).
 
-Layout written by ``generate_synthetic(out, ...)`` (``python -m utils.synthetic --out DIR``)::
+Layout written by ``generate_synthetic(out, ...)`` (``python -m utils.data.synthetic --out DIR``)::
 
     <out>/images/<class dir>/<split>_<index>.jpg   JPEG, quality 90, BGR as written by cv2
-    <out>/train.txt, <out>/val.txt                 label lists (format: utils/labels.py);
+    <out>/train.txt, <out>/val.txt                 label lists (format: utils/data/labels.py);
                                                    paths relative to <out>/images
     <out>/words.txt                                ``<class index> <class dir>`` per line
     <out>/stats.json                               trivial-box GT-known Loc on val, timing
@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from utils.boxes import box_iou
-from utils.labels import LabelEntry, write_label_list
+from utils.data.labels import LabelEntry, write_label_list
 
 GENERATOR_VERSION = 1
 DEFAULT_PARAMS = {"num_classes": 10, "num_train": 2000, "num_val": 500, "size": 128, "seed": 0}

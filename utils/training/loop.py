@@ -19,13 +19,13 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import fix_rng_seed
 
 from models.wsol_model import WSOLModel
-from utils import trainers
+from utils.training import trainers
 from utils.compat import tf
 from utils.config import config_dict, gpu_list, lr_schedule, model_spec, steps_per_epoch
-from utils.data import dataset_paths, get_eval_dataflow, get_train_dataflow
-from utils.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
+from utils.data.dataflow import dataset_paths, get_eval_dataflow, get_train_dataflow
+from utils.training.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
 
-PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "models", "pretrained")
 MONITOR_STAT = "val-error-top1"
 
@@ -123,7 +123,7 @@ def callbacks(args, per_tower_batch):
 def train(args):
     """Train one resolved configuration; returns the log folder."""
     if args.trainer.startswith("distributed") and args.job == "ps":
-        from utils.distributed import run_parameter_server
+        from utils.training.distributed import run_parameter_server
         return run_parameter_server(args)  # serves variables until the workers are done
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:

@@ -2,7 +2,7 @@
 
 Data-root conventions (``dataset_paths``)
 -----------------------------------------
-A data set is a label list (format: ``utils/labels.py``) plus an *image root*: the
+A data set is a label list (format: ``utils/data/labels.py``) plus an *image root*: the
 directory the list's relative paths start from.
 
 ==========  ==================================  =======================================
@@ -21,7 +21,7 @@ An explicit ``label_dir`` replaces the default: lists are then read from
 
 Augmentation and boxes
 ----------------------
-As released (details and the box maths in ``utils/transforms.py``, which has no TensorFlow
+As released (details and the box maths in ``utils/data/transforms.py``, which has no TensorFlow
 dependency): resize to ``(final_size + 32)`` squared ignoring the aspect ratio; training
 takes a random ``final_size`` crop and a random horizontal flip, evaluation the centre
 crop; GT boxes are scaled, shifted, truncated to integers and not clipped.  The training
@@ -65,19 +65,19 @@ import numpy as np  # noqa: E402
 from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNGDataFlow  # noqa: E402
 from tensorpack.utils.utils import get_rng  # noqa: E402
 
-from utils.labels import read_label_list  # noqa: E402
-from utils.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
+from utils.data.labels import read_label_list  # noqa: E402
+from utils.data.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
                               map_eval_image, map_train_image)
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_LABEL_DIR = os.path.join(REPO_ROOT, "labels")
 REPO_LABEL_SETS = ("CUB", "ILSVRC")  # data sets whose lists ship in <repo>/labels
 PREPARE_COMMANDS = {
     "CUB": "dataset/prepare_cub.sh",
     "ILSVRC": "dataset/prepare_imagenet.sh",
-    "SYNTH": "python -m utils.synthetic --out {root}",
+    "SYNTH": "python -m utils.data.synthetic --out {root}",
 }
 ON_BAD_IMAGE_CHOICES = ("skip", "error")
 POOL_BUFFER_SIZE = 64  # datapoints in flight in a decoding pool

@@ -1,0 +1,1 @@
+"""Data: label lists, dataflows and augmentation, the synthetic set, data preparation."""

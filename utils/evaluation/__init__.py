@@ -1,0 +1,1 @@
+"""Evaluation: CAMs, boxes, metrics, reports and pictures (numpy), and the --evaluate pass."""

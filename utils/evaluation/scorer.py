@@ -1,0 +1,109 @@
+"""Standalone scorer: metrics of a folder of CAM files against a label list (numpy only).
+
+Usage::
+
+    python -m utils.evaluation.scorer --cam_dir DIR --label_file FILE \\
+        [--protocol reference|wsolevaluation] [--cam_threshold T] [--single_contour] [--out metrics.json]
+
+``FILE`` has one GT box a line, ``name class x1 y1 x2 y2`` (whitespace separated;
+several lines with one name = several GT boxes, the first is the reference box;
+blank lines are skipped; parsed by ``utils.data.labels``).  The CAM of ``name`` is the
+2-D float array ``DIR/<name without its extension>.npy`` (sub-folders of ``name``
+included); boxes are in the CAM's own pixel frame.  ``--protocol`` picks the table
+printed; the JSON (``{"config", "metrics"}``, default ``./metrics.json``) holds every
+metric.  ``--single_contour`` makes the wsolevaluation boxes come from the largest
+contour only.  Bad input (a missing ``.npy``, an ``.npy`` not in the list, an array
+that is not 2-D, a malformed line) exits with code 2 and a one-line error naming the file.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from utils.data.labels import LabelListError, read_label_list
+from utils.evaluation import report
+from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
+
+
+class EvaluationInputError(ValueError):
+    """Bad scorer input; the message names the offending file."""
+
+
+def read_box_list(path):
+    """``{name: (class_index, boxes [n, 4] float64)}`` of a label list (``utils.data.labels``
+    format: several lines with one name = several GT boxes), in file order."""
+    try:
+        entries = read_label_list(path)
+    except LabelListError as error:
+        raise EvaluationInputError(str(error)) from None
+    for entry in entries:
+        if len(entry.boxes) == 0:
+            raise EvaluationInputError(f"{path}: {entry.path!r} has no box")
+    return {entry.path: (entry.label, entry.boxes.astype(np.float64)) for entry in entries}
+
+
+def cam_file_name(name):
+    """Relative ``.npy`` path of the CAM of list entry ``name`` (its extension replaced)."""
+    return os.path.normpath(os.path.splitext(name)[0] + ".npy")
+
+
+def load_cam(path):
+    """A 2-D CAM from ``path``, or EvaluationInputError naming the file."""
+    try:
+        cam = np.load(path)
+    except (OSError, ValueError) as error:
+        raise EvaluationInputError(f"{path}: cannot read a .npy array ({error})") from None
+    if cam.ndim != 2:
+        raise EvaluationInputError(f"{path}: expected a 2-D CAM, got shape {cam.shape}")
+    return cam
+
+
+def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, multi_contour=True):
+    """Metrics of the CAMs ``cam_dir/<name>.npy`` against the boxes of ``label_file``."""
+    box_list = read_box_list(label_file)
+    expected = {cam_file_name(name): name for name in box_list}
+    found = {os.path.relpath(os.path.join(root, file), cam_dir)
+             for root, _, files in os.walk(cam_dir) for file in files if file.endswith(".npy")}
+    unknown = sorted(found - expected.keys())
+    if unknown:
+        raise EvaluationInputError(f"{os.path.join(cam_dir, unknown[0])}: no such image in {label_file}")
+    missing = sorted(expected.keys() - found)
+    if missing:
+        raise EvaluationInputError(f"{os.path.join(cam_dir, missing[0])}: missing CAM for "
+                                   f"{expected[missing[0]]!r} ({len(missing)} missing)")
+    evaluator = WSOLEvaluator(cam_threshold=cam_threshold, multi_contour=multi_contour)
+    for file_name, name in expected.items():
+        label, gt_boxes = box_list[name]
+        evaluator.add(load_cam(os.path.join(cam_dir, file_name)), gt_boxes, label=label)
+    return evaluator.compute()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Score a directory of CAMs (.npy) against GT boxes.")
+    parser.add_argument("--cam_dir", required=True, help="folder of <name>.npy 2-D CAMs")
+    parser.add_argument("--label_file", required=True, help="lines 'name class x1 y1 x2 y2'")
+    parser.add_argument("--protocol", choices=("reference", "wsolevaluation"), default="reference",
+                        help="which metrics table to print (the JSON holds both)")
+    parser.add_argument("--cam_threshold", type=float, default=DEFAULT_CAM_THRESHOLD)
+    parser.add_argument("--single_contour", action="store_true",
+                        help="wsolevaluation boxes from the largest contour only")
+    parser.add_argument("--out", default="metrics.json", help="metrics JSON to write")
+    args = parser.parse_args(argv)
+    try:
+        metrics = evaluate_cam_dir(args.cam_dir, args.label_file, args.cam_threshold,
+                                   multi_contour=not args.single_contour)
+    except EvaluationInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = report.reference_table if args.protocol == "reference" else report.box_accuracy_table
+    print(table(metrics))
+    config = {key: getattr(args, key)
+              for key in ("cam_dir", "label_file", "protocol", "cam_threshold", "single_contour")}
+    report.write_metrics_json(args.out, metrics, config)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

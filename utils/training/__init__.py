@@ -1,0 +1,1 @@
+"""Training: the training loop, trainers (multi-GPU, distributed), weight loading."""
