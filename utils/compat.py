@@ -15,6 +15,10 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN kernels on every x86 CPU: TensorFlow enables them by default only on some (Intel)
+# processors, and without them NCHW pooling/convolutions cannot run on the CPU at all
+# ("Default MaxPoolingOp only supports NHWC on device type CPU", seen on AMD EPYC).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as _tf_root  # noqa: E402
@@ -58,7 +62,7 @@ _patch_tensorpack_validate_coords()
 # ---------------------------------------------------------------------------------------
 # Multi-machine training (tensorpack's distributed trainers) and Horovod.
 #
-# Applied lazily by ``utils.distributed`` (``patch_tensorpack_distributed``) and, when the
+# Applied lazily by ``utils.training.distributed`` (``patch_tensorpack_distributed``) and, when the
 # optional horovod package is installed, at import (``patch_tensorpack_horovod``).  Every
 # function here is idempotent and leaves single-process training unchanged.
 # ---------------------------------------------------------------------------------------
@@ -249,8 +253,8 @@ def patch_tensorpack_distributed():
     ``DistributedTrainerParameterServer`` need on TensorFlow 2.x: (i) the TF1 namespace in
     their modules, (ii) nested ``override_to_local_variable``, (iii) the replicated builder's
     gradient pairing, (v) the step barrier of a single worker.  (iv), where the global step
-    and the learning rate live, is handled by the trainer classes in ``utils.distributed``.
-    Idempotent; called by ``utils.distributed``."""
+    and the learning rate live, is handled by the trainer classes in ``utils.training.distributed``.
+    Idempotent; called by ``utils.training.distributed``."""
     _use_tf1_in_tensorpack_modules(TENSORPACK_DISTRIBUTED_MODULES)
     _patch_tensorpack_replace_global_by_local()
     _patch_tensorpack_distributed_replicated_build()
