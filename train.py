@@ -10,7 +10,8 @@ import os
 import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
-from utils.config import ConfigError, build_parser, resolve  # noqa: E402
+from utils.config import build_parser, resolve  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 from utils.training.trainers import select_gpus  # noqa: E402
 
 
@@ -28,9 +29,6 @@ def class_list_size(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     select_gpus(args)
-    from utils.data.dataflow import DataError
-    from utils.training.pretrained import PretrainedWeightsError
-    from utils.training.loop import NonFiniteLossError
     try:
         resolve(args, class_list_size(args), gpu_present=compat.gpu_available())
         if args.evaluate:
@@ -39,7 +37,7 @@ def main(argv=None):
         else:
             from utils.training.loop import train
             train(args)
-    except (ConfigError, FileNotFoundError, DataError, PretrainedWeightsError, NonFiniteLossError) as e:
+    except (UserError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,7 @@ import argparse
 import os
 from dataclasses import asdict
 
+from utils.errors import UserError
 from models.spec import (DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS, ModelSpec,
                          canonical_method)
 
@@ -27,7 +28,7 @@ CAM_BASELINE_THRESHOLD = 0.2
 DEFAULT_CAM_THRESHOLD = 0.2
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid flag combination (one line, printed by train.py)."""
 
 

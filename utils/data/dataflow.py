@@ -66,6 +66,7 @@ from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNG
 from tensorpack.utils.utils import get_rng  # noqa: E402
 
 from utils.data.labels import read_label_list  # noqa: E402
+from utils.errors import UserError
 from utils.data.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
                               map_eval_image, map_train_image)
 
@@ -84,7 +85,7 @@ POOL_BUFFER_SIZE = 64  # datapoints in flight in a decoding pool
 POOL_CHUNK_SIZE = 8  # datapoints per pool task
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Input data that is missing or unusable (one line: the path and what to do)."""
 
 

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from utils.errors import UserError
 
 BOX_FORMATS = ("xyxy", "xywh")
 
 
-class LabelListError(ValueError):
+class LabelListError(UserError, ValueError):
     """A label list that cannot be used; the message starts with ``<file>:<line>:``."""
 
 

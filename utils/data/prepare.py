@@ -30,6 +30,7 @@ import tarfile
 
 import numpy as np
 
+from utils.errors import UserError
 from utils.data.labels import LabelEntry, read_label_list, write_label_list
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,7 +43,7 @@ IMAGENET_IMAGE_SUFFIX = ".JPEG"
 PROGRESS_EVERY = 1000  # files between progress lines
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """A preparation step that cannot run (missing archive or metadata)."""
 
 

@@ -23,10 +23,11 @@ import numpy as np
 
 from utils.data.labels import LabelListError, read_label_list
 from utils.evaluation import report
+from utils.errors import UserError
 from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(UserError, ValueError):
     """Bad scorer input; the message names the offending file."""
 
 

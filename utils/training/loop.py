@@ -22,6 +22,7 @@ from models.wsol_model import WSOLModel
 from utils.training import trainers
 from utils.compat import tf
 from utils.config import config_dict, gpu_list, lr_schedule, model_spec, steps_per_epoch
+from utils.errors import UserError
 from utils.data.dataflow import dataset_paths, get_eval_dataflow, get_train_dataflow
 from utils.training.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
 
@@ -30,7 +31,7 @@ PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os
 MONITOR_STAT = "val-error-top1"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 

@@ -16,13 +16,14 @@ from tensorpack.tfutils.sessinit import SaverRestore, SessionInit
 from tensorpack.tfutils.varmanip import get_checkpoint_path, get_savename_from_varname
 from tensorpack.utils import logger
 
+from utils.errors import UserError
 from utils.compat import tf
 
 MODEL_ZOO_URL = "http://models.tensorpack.com/"
 MODEL_ZOO_FILES = {"vgg_gap": "vgg16.npz", "resnet": "ImageNet-ResNet50-SE.npz"}
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(UserError, RuntimeError):
     """A pretrained file or checkpoint does not fit the graph."""
 
 
