@@ -10,7 +10,7 @@ import os
 import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
-from utils.config import build_parser, resolve  # noqa: E402
+from utils.config import parse_command_line, resolve  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.training.trainers import select_gpus  # noqa: E402
 
@@ -26,17 +26,27 @@ def class_list_size(args):
         return sum(1 for line in f if line.strip())
 
 
+def evaluates_after_training(args):
+    """As released, training ends with the evaluation of min-val-error-top1 -- in the process
+    that trained (not a parameter server, and only the chief of a distributed run)."""
+    if args.trainer.startswith("distributed"):
+        return args.job == "worker" and args.task == 0
+    return True
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args, explicit = parse_command_line(argv)
     select_gpus(args)
     try:
-        resolve(args, class_list_size(args), gpu_present=compat.gpu_available())
-        if args.evaluate:
-            from utils.evaluation.evaluate import evaluate
-            evaluate(args)
-        else:
+        resolve(args, class_list_size, gpu_present=compat.gpu_available(), explicit=explicit)
+        if not args.evaluate:
             from utils.training.loop import train
             train(args)
+            if not evaluates_after_training(args):
+                return 0
+            args.load = None   # evaluate this run's own min-val-error-top1, not the checkpoint it started from
+        from utils.evaluation.evaluate import evaluate
+        evaluate(args)
     except (UserError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2

@@ -52,7 +52,9 @@ def resnet50_se(image, spec, at_position, depth=50):
         for g, count in enumerate(GROUPS[depth]):
             width = spec.channels(GROUP_WIDTHS[g])
             for k in range(count):
+                # As released, a module at a block's position is built inside the block's
+                # scope (group2/block0/aware_31); the end-of-network one ("5") is not.
                 with tf.variable_scope(f"group{g}/block{k}"):
                     x = se_bottleneck(x, width, GROUP_STRIDES[g] if k == 0 else 1, width * 4)
-                x = at_position(str(10 * (g + 1) + k + 1), x)
+                    x = at_position(str(10 * (g + 1) + k + 1), x)
         return at_position("5", x)

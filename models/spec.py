@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Tuple
 
 ARCHS = ("vgg_gap", "resnet")
+ARCH_ALIASES = {"resnet50_se": "resnet"}      # released name -> project vocabulary
 METHODS = ("CAM", "ADL", "MAE", "OSE", "E2Net")
 # Released names (E2Net code: AAE = MAE, SAE = OSE) -> project vocabulary.
 METHOD_ALIASES = {"AAE": "MAE", "SAE": "OSE", "AAE_SAE": "E2Net", "E2NET": "E2Net"}
@@ -46,7 +47,7 @@ class ModelSpec:
     positions: Tuple[str, ...] = ()          # MAE / ADL insertion points
     mae_threshold: float = 0.5
     mae_mask: str = "sum"                    # 'sum' = released rule, 'max' = paper reading
-    adl_threshold: float = 0.8
+    adl_threshold: float = 0.5
     adl_keep_prob: float = 0.25
     ose_heads: Tuple[str, ...] = ("3x3",)
     use_bn: bool = False                     # BN in the ResNet OSE convolutions

@@ -103,10 +103,15 @@ class WSOLModel(ModelDesc):
         lr = tf.get_variable("learning_rate", initializer=self.spec.base_lr, trainable=False)
         tf.summary.scalar("learning_rate-summary", lr)
         opt = tf.train.MomentumOptimizer(lr, 0.9, use_nesterov=True)
+        processors = self.gradient_processors()
+        return optimizer.apply_grad_processors(opt, processors) if processors else opt
+
+    def gradient_processors(self):
+        """The released gradient rule (x pretrained_grad_scale on PRETRAINED_REGEXES), then clipping."""
         processors = []
         if self.spec.pretrained_grad_scale != 1.0:
             multipliers = [(regex, self.spec.pretrained_grad_scale) for regex in PRETRAINED_REGEXES[self.spec.arch]]
             processors.append(gradproc.ScaleGradient(multipliers, verbose=False))
         if self.spec.gradient_clip_norm:
             processors.append(gradproc.GlobalNormClip(self.spec.gradient_clip_norm))
-        return optimizer.apply_grad_processors(opt, processors) if processors else opt
+        return processors

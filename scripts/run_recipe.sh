@@ -1,5 +1,6 @@
 # Sourced by run_train_vgg16.sh / run_train_resnet50.sh.
-# run_recipe ARCH DATASET GPUS [train.py flags...]: checks data and weights, trains, evaluates.
+# run_recipe ARCH DATASET GPUS [train.py flags...]: checks data and weights, trains, then evaluates
+# (train.py evaluates min-val-error-top1 after training, as released).
 declare -A ZOO_FILE=([vgg_gap]=vgg16.npz [resnet]=ImageNet-ResNet50-SE.npz)
 declare -A ZOO_URL=([vgg_gap]=http://models.tensorpack.com/Caffe-Converted/vgg16.npz
                     [resnet]=http://models.tensorpack.com/ResNet/ImageNet-ResNet50-SE.npz)
@@ -24,5 +25,4 @@ run_recipe() {
   local log_dir=train_log/${dataset}_${arch}_E2Net
   local common=(--dataset_name "$dataset" --arch_name "$arch" --gpu "$gpus" --log_dir "$log_dir" "$@")
   .venv/bin/python train.py "${common[@]}" --pretrained "$weights"
-  .venv/bin/python train.py "${common[@]}" --evaluate
 }

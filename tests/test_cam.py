@@ -37,15 +37,32 @@ def test_fusion_rules_by_hand():
     # max map: ch0 [[2,2],[3,5]], ch1 all 1; mean weights of class 0: [2, 1.5]
     np.testing.assert_allclose(fuse_heads(heads, weights, 0, "mean_weights_max_maps"),
                                [[5.5, 5.5], [7.5, 11.5]])
+    # released ResNet: head 1 with the mean weights [2, 1.5] -> [[2,5.5],[6,9.5]]; head 2 its own
+    # [[7,1],[4,15]]; per-pixel max
+    np.testing.assert_allclose(fuse_heads(heads, weights, 0, "mean_weights_first_max"),
+                               [[7, 5.5], [6, 15]])
 
 
-@pytest.mark.parametrize("rule", ["mean_weights_max_maps", "max", "mean"])
+def test_released_resnet_rule_with_three_heads_by_hand():
+    third = np.stack([[[0, 0], [9, 0]], [[0, 0], [0, 0]]], axis=-1).astype(np.float64)
+    third_weights = np.array([[1.0, 0.0], [5.0, 0.0]])
+    heads, weights = [FEATURES_1, FEATURES_2, third], [WEIGHTS_1, WEIGHTS_2, third_weights]
+    # mean weights of class 0 over three heads: [(1+3+1)/3, (2+1+5)/3] = [5/3, 8/3] on head 1:
+    # 5/3*[[1,2],[3,4]] + 8/3*[[0,1],[0,1]] = [[5/3, 6], [5, 28/3]]; head 2 [[7,1],[4,15]];
+    # head 3 with its own weights: [[0,0],[9,0]]
+    np.testing.assert_allclose(fuse_heads(heads, weights, 0, "mean_weights_first_max"),
+                               [[7, 6], [9, 15]])
+    # differs from the plain per-head max (head 1 with its own weights: [[1,4],[3,6]])
+    np.testing.assert_allclose(fuse_heads(heads, weights, 0, "max"), [[7, 4], [9, 15]])
+
+
+@pytest.mark.parametrize("rule", ["mean_weights_max_maps", "mean_weights_first_max", "max", "mean"])
 def test_single_head_is_unchanged_by_every_rule(rule):
     np.testing.assert_allclose(fuse_heads([FEATURES_1], [WEIGHTS_1], 1, rule),
                                class_activation_map(FEATURES_1, WEIGHTS_1, 1))
 
 
-@pytest.mark.parametrize("rule", ["mean_weights_max_maps", "max", "mean"])
+@pytest.mark.parametrize("rule", ["mean_weights_max_maps", "mean_weights_first_max", "max", "mean"])
 def test_batched_fusion_matches_per_image(rule):
     heads = [np.stack([FEATURES_1, FEATURES_2]), np.stack([FEATURES_2, FEATURES_1])]
     fused = fuse_heads(heads, [WEIGHTS_1, WEIGHTS_2], [0, 1], rule)
@@ -56,8 +73,9 @@ def test_batched_fusion_matches_per_image(rule):
 
 def test_released_rules_and_cli_choice():
     assert released_fusion_rule("vgg_gap") == "mean_weights_max_maps"
-    assert released_fusion_rule("resnet") == "max"
-    assert fusion_rule("released", "resnet") == "max"
+    assert released_fusion_rule("resnet") == "mean_weights_first_max"
+    assert fusion_rule("released", "resnet") == "mean_weights_first_max"
+    assert fusion_rule("max", "resnet") == "max"
     assert fusion_rule("mean", "vgg_gap") == "mean"
     with pytest.raises(ValueError):
         released_fusion_rule("alexnet")

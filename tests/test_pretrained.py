@@ -17,7 +17,8 @@ def backbone_arrays(spec, seed):
     with graph.as_default(), tf.Session(graph=graph) as sess:
         tf.set_random_seed(seed)
         sess.run(tf.global_variables_initializer())
-        variables = [v for v in tf.global_variables() if v.op.name.startswith(("conv0", "group"))]
+        variables = [v for v in tf.global_variables()
+                     if v.op.name.startswith(("conv0", "group")) and "/aware_" not in v.op.name]
         arrays = dict(zip([v.op.name for v in variables], sess.run(variables)))
     arrays["linear/W"] = np.zeros((8, 1000), np.float32)
     return arrays
@@ -35,7 +36,7 @@ def test_npz_round_trip_and_loading_table(tmp_path):
         loaded = dict(zip([v.op.name for v in tf.global_variables()], sess.run(tf.global_variables())))
     used, skipped, new = init.report
     assert len(used) == 329 and skipped == ["linear/W"]
-    assert "aware_31/W" in new and "linearnew_1x3/W" in new and "conv1x3/bn/gamma" in new
+    assert "group2/block0/aware_31/W" in new and "linearnew_1x3/W" in new and "conv1x3/bn/gamma" in new
     for key in used:
         np.testing.assert_array_equal(loaded[key], arrays[key])
     assert any("/EMA" in key for key in used)
@@ -69,3 +70,59 @@ def test_checkpoint_of_another_class_count_is_refused(tmp_path):
     same, *_ = build_model_graph(SPEC, is_training=True)
     with same.as_default(), tf.Session(graph=same) as sess:
         CheckpointInit(str(tmp_path / "model-1")).init(sess)
+
+
+RELEASED_RESNET = ModelSpec(arch="resnet", method="E2Net", num_classes=5, positions=("31", "41", "5"),
+                            ose_heads=("3x3", "1x3", "3x1"), use_bn=True, width_multiplier=0.0625, image_size=32)
+
+
+def save_checkpoint(spec, path):
+    graph, *_ = build_model_graph(spec, is_training=True)
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        sess.run(tf.global_variables_initializer())
+        tf.train.Saver().save(sess, path)
+        return {v.op.name: sess.run(v) for v in tf.global_variables()}
+
+
+def test_checkpoint_with_released_names_restores_every_variable(tmp_path):
+    """Saved by a graph with the released names (group2/block0/aware_31, ...): nothing stays random."""
+    saved = save_checkpoint(RELEASED_RESNET, str(tmp_path / "model-1"))
+    assert "group2/block0/aware_31/W" in saved and "group3/block0/aware_41/W" in saved and "aware_5/W" in saved
+    graph, *_ = build_model_graph(RELEASED_RESNET, is_training=False)
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        CheckpointInit(str(tmp_path / "model-1")).init(sess)
+        uninitialised = sess.run(tf.report_uninitialized_variables())
+        restored = {v.op.name: sess.run(v) for v in tf.global_variables()}
+    assert len(uninitialised) == 0
+    for name, value in restored.items():
+        np.testing.assert_array_equal(value, saved[name])
+
+
+def test_cam_checkpoint_into_an_e2net_graph_names_the_missing_variables(tmp_path):
+    save_checkpoint(RELEASED_RESNET.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
+                    str(tmp_path / "model-1"))
+    graph, *_ = build_model_graph(RELEASED_RESNET, is_training=False)
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        with pytest.raises(PretrainedWeightsError) as error:
+            CheckpointInit(str(tmp_path / "model-1")).init(sess)
+    message = str(error.value)
+    assert "\n" not in message
+    for name in ("group2/block0/aware_31/W", "aware_5/W", "conv1x3/W", "linearnew_1x3/W"):
+        assert name in message or "..." in message
+    # 3 MAE x (W, b) + 2 OSE convs x (W, gamma, beta, mean/EMA, variance/EMA) + 2 FCs x (W, b)
+    assert "lacks 20 variable(s)" in message
+    assert "looks like resnet CAM or ADL (heads 3x3; 5 classes)" in message
+    assert "the graph is resnet E2Net (MAE at 31 41 5; heads 3x3 1x3 3x1; 5 classes)" in message
+    assert "--allow_partial_load" in message
+
+
+def test_partial_load_is_an_explicit_opt_in_and_restores_what_exists(tmp_path):
+    saved = save_checkpoint(RELEASED_RESNET.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
+                            str(tmp_path / "model-1"))
+    graph, *_ = build_model_graph(RELEASED_RESNET, is_training=False)
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        sess.run(tf.global_variables_initializer())
+        CheckpointInit(str(tmp_path / "model-1"), allow_partial=True).init(sess)
+        restored = {v.op.name: sess.run(v) for v in tf.global_variables()}
+    np.testing.assert_array_equal(restored["group1/block0/conv1/W"], saved["group1/block0/conv1/W"])
+    np.testing.assert_array_equal(restored["linearnew/W"], saved["linearnew/W"])

@@ -41,7 +41,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(data_dir, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("runs") / "cam"
-    run(train_command(data_dir, log_dir))
+    run(train_command(data_dir, log_dir, "--number_of_examples", "3"))
     return log_dir
 
 
@@ -61,8 +61,18 @@ def test_short_run_learns_and_writes_outputs(trained_run):
     assert stats[-1]["learning_rate"] < stats[0]["learning_rate"]  # scaled schedule: x0.1 at epochs 2, 5, 7
 
 
+def test_training_ends_with_the_evaluation_of_the_best_checkpoint(trained_run):
+    """As released: train.py without --evaluate trains, then evaluates min-val-error-top1."""
+    with open(os.path.join(trained_run, "result", "metrics.json")) as f:
+        metrics = json.load(f)["metrics"]
+    assert metrics["checkpoint"].endswith("min-val-error-top1")
+    assert metrics["num_images"] == TINY["num_val"]
+
+
 def test_evaluate_writes_all_outputs_consistent_with_predictions(data_dir, trained_run):
-    result = run(train_command(data_dir, trained_run, "--evaluate", "--number_of_examples", "3"))
+    # no model or data flags: they come from the run's config.json
+    result = run([sys.executable, os.path.join(REPO, "train.py"), "--log_dir", str(trained_run), "--evaluate",
+                  "--number_of_examples", "3", "--workers", "0"])
     assert "GT-known Loc" in result.stdout and "MaxBoxAccV2" in result.stdout
     result_dir = os.path.join(trained_run, "result")
     for name in ("metrics.json", "metrics.md", "threshold_curve.png", "predictions.tsv"):

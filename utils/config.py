@@ -4,12 +4,13 @@ ones) into a validated run configuration and a ``ModelSpec``.
 No TensorFlow here: configurations can be parsed, compared and printed without a graph.
 """
 import argparse
+import json
 import os
 from dataclasses import asdict
 
 from utils.errors import UserError
-from models.spec import (DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS, ModelSpec,
-                         canonical_method)
+from models.spec import (ARCH_ALIASES, ARCHS, DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS,
+                         ModelSpec, canonical_method)
 
 DATASETS = ("CUB", "ILSVRC", "SYNTH")
 TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
@@ -28,8 +29,24 @@ CAM_BASELINE_THRESHOLD = 0.2
 DEFAULT_CAM_THRESHOLD = 0.2
 
 
+# Flags that decide the graph: evaluation and resume take them from the run's config.json.
+MODEL_FLAGS = ("arch_name", "method_name", "gating_position", "ose_heads", "number_of_class", "final_size",
+               "width_multiplier", "aae_threshold", "mae_mask", "adl_threshold", "adl_keep_prob", "use_bn")
+# Flags that say where the data is: taken from config.json unless given.
+DATA_FLAGS = ("dataset_name", "data_dir", "label_dir")
+RUN_CONFIG = "config.json"
+
+
 class ConfigError(UserError, ValueError):
     """An invalid flag combination (one line, printed by train.py)."""
+
+
+def canonical_arch(name):
+    """Backbone name in the project's vocabulary (``resnet50_se``, the released name, = ``resnet``)."""
+    arch = ARCH_ALIASES.get(name, name)
+    if arch not in ARCHS:
+        raise argparse.ArgumentTypeError(f"unknown backbone {name!r}; expected vgg_gap or resnet50_se")
+    return arch
 
 
 def build_parser():
@@ -53,7 +70,8 @@ def build_parser():
                    help="validate / evaluate on the first N images of the val list only")
 
     g = p.add_argument_group("model")
-    g.add_argument("--arch_name", default="vgg_gap", choices=("vgg_gap", "resnet"), help="backbone")
+    g.add_argument("--arch_name", default="vgg_gap", type=canonical_arch, metavar="{vgg_gap,resnet50_se}",
+                   help="backbone (resnet = resnet50_se, the released name)")
     g.add_argument("--depth", type=int, default=50, choices=(50,), help="ResNet depth")
     g.add_argument("--mode", default="se", choices=("se",), help="ResNet variant (SE-ResNet)")
     g.add_argument("--method_name", default="E2Net",
@@ -67,7 +85,7 @@ def build_parser():
     g.add_argument("--aae_threshold", type=float, default=0.5, help="MAE threshold theta")
     g.add_argument("--mae_mask", default="sum", choices=MAE_MASKS,
                    help="MAE mask: 'sum' = released (A/sum A < theta), 'max' = paper reading (A < theta max A)")
-    g.add_argument("--adl_threshold", type=float, default=0.8, help="ADL drop threshold gamma")
+    g.add_argument("--adl_threshold", type=float, default=0.5, help="ADL drop threshold gamma (released default)")
     g.add_argument("--adl_keep_prob", type=float, default=0.25,
                    help="ADL: probability of using the importance map instead of the drop mask")
     g.add_argument("--ose_heads", nargs="+", default=None, choices=OSE_HEADS,
@@ -108,17 +126,24 @@ def build_parser():
                    help="initialise the backbone from the model-zoo npz in models/pretrained/")
     g.add_argument("--pretrained", default=None, help="npz to initialise from (implies --use_pretrained_model)")
     g.add_argument("--load", default=None, help="checkpoint to start from (training) or to evaluate")
+    g.add_argument("--allow_partial_load", action="store_true",
+                   help="--load: let graph variables missing from the checkpoint start from random initialisation "
+                        "(fine-tuning from another method); they are listed. Without it such a checkpoint is refused")
     g.add_argument("--seed", type=int, default=None, help="random seed for graph and data")
 
     g = p.add_argument_group("evaluation")
-    g.add_argument("--evaluate", action="store_true", help="evaluate a checkpoint instead of training")
+    g.add_argument("--evaluate", action="store_true",
+                   help="evaluate only (as released); without it train.py trains, then evaluates min-val-error-top1. "
+                        "The model flags come from the run's config.json")
     g.add_argument("--cam_threshold", type=float, default=None,
                    help="box threshold tau (default as released: VGG-CUB 0.07, VGG-ILSVRC 0.09, "
                         "ResNet-CUB 0.09, ResNet-ILSVRC 0.10, CAM baseline 0.2)")
     g.add_argument("--number_of_cam_curve_interval", type=int, default=100,
                    help="threshold sweep: tau in 0, 1/N, ..., (N-1)/N")
     g.add_argument("--cam_fusion", default="released", choices=CAM_FUSIONS,
-                   help="head fusion: released (VGG mean-of-weights x max-of-maps, ResNet max), max, mean")
+                   help="head fusion: released (VGG: mean of the heads' weights x max of their maps; ResNet: "
+                        "per-pixel max of the heads' CAMs, the 3x3 head with the mean of all heads' weights), "
+                        "max (per-pixel max of the heads' CAMs, the paper's figure), mean")
     g.add_argument("--number_of_examples", type=int, default=16, help="overlay pictures written")
     return p
 
@@ -150,10 +175,13 @@ def steps_per_epoch(args):
     return max(1, int(25 * (256 / args.batch_size) * args.stepscale))
 
 
-def resolve(args, class_list_size=None, gpu_present=False):
+def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
     """Fill presets into ``args`` (in place) and check combinations; returns args.
 
-    ``class_list_size``: number of class names of the data set (for SYNTH / own sets).
+    ``class_list_size``: number of class names of the data set (for SYNTH / own sets), or a
+    function of the (inherited) args that returns it.  ``explicit``: the flags typed on the
+    command line (``parse_command_line``); when given, a run that already has a config.json
+    (``--evaluate``, resume) takes its model flags from it.
     """
     if args.dataset_name == "ImageNet":
         args.dataset_name = "ILSVRC"
@@ -161,8 +189,18 @@ def resolve(args, class_list_size=None, gpu_present=False):
         args.method_name = canonical_method(args.method_name)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if args.log_dir is None:
+        args.log_dir = f"{args.dataset_name}_{args.arch_name}_{args.method_name}"
+    if os.sep not in args.log_dir and not args.log_dir.startswith("."):
+        args.log_dir = os.path.join("train_log", args.log_dir)
+    if explicit is not None:
+        config_file = run_config_file(args)
+        if config_file is not None:
+            inherit_run_config(args, explicit, config_file)
     method = args.method_name
     if args.number_of_class is None:
+        if callable(class_list_size):
+            class_list_size = class_list_size(args)
         args.number_of_class = default_num_classes(args, class_list_size)
     if args.gating_position is None or args.gating_position == []:
         args.gating_position = list(DEFAULT_POSITIONS[args.arch_name]) if method in ("MAE", "ADL", "E2Net") else []
@@ -185,10 +223,6 @@ def resolve(args, class_list_size=None, gpu_present=False):
                               CAM_THRESHOLD.get((args.arch_name, args.dataset_name), DEFAULT_CAM_THRESHOLD))
     if args.data_format is None:
         args.data_format = "NHWC" if args.is_data_format_nhwc or not gpu_present else "NCHW"
-    if args.log_dir is None:
-        args.log_dir = f"{args.dataset_name}_{args.arch_name}_{method}"
-    if os.sep not in args.log_dir and not args.log_dir.startswith("."):
-        args.log_dir = os.path.join("train_log", args.log_dir)
     if args.final_size % 16:
         raise ConfigError(f"--final_size must be a multiple of 16, got {args.final_size}")
     if args.batch_size < 1:
@@ -227,8 +261,74 @@ def model_spec(args):
         raise ConfigError(str(e)) from None
 
 
+def parse_command_line(argv=None):
+    """(args, names of the flags given on the command line) -- unresolved."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for action in parser._actions:   # a second pass without defaults tells which flags were typed
+        action.default = argparse.SUPPRESS
+    return args, set(vars(parser.parse_args(argv)))
+
+
 def parse_args(argv=None, class_list_size=None, gpu_present=False):
-    return resolve(build_parser().parse_args(argv), class_list_size, gpu_present)
+    args, explicit = parse_command_line(argv)
+    return resolve(args, class_list_size, gpu_present, explicit)
+
+
+def _flag_value(name, value):
+    """A flag's value in the form config.json stores after ``resolve`` (for comparisons)."""
+    if value is None:
+        return None
+    if name == "method_name":
+        return canonical_method(value)
+    if name == "arch_name":
+        return ARCH_ALIASES.get(value, value)
+    if name in ("gating_position", "ose_heads"):
+        return [str(v) for v in value]
+    if name in ("number_of_class", "final_size", "use_bn"):
+        return int(value)
+    if name in ("width_multiplier", "aae_threshold", "adl_threshold", "adl_keep_prob"):
+        return float(value)
+    return value
+
+
+def run_config_file(args):
+    """The config.json that describes the model to build, or None for a new run.
+
+    ``--evaluate --load CKPT``: the config.json beside the checkpoint when there is one, else the
+    log folder's; evaluation and training in an existing log folder: the log folder's."""
+    if args.evaluate and args.load:
+        beside = os.path.join(os.path.dirname(os.path.abspath(args.load)), RUN_CONFIG)
+        if os.path.isfile(beside):
+            return beside
+    path = os.path.join(args.log_dir, RUN_CONFIG)
+    return path if os.path.isfile(path) else None
+
+
+def _shown(value):
+    return " ".join(value) if isinstance(value, list) else value
+
+
+def inherit_run_config(args, explicit, path):
+    """Take the model flags (and, unless given, the data flags) from a run's config.json.
+
+    A model flag typed on the command line that contradicts the run is a ConfigError naming both values."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the run's configuration ({e})") from None
+    for name in MODEL_FLAGS:
+        if name not in record:
+            raise ConfigError(f"{path}: has no {name!r}; not a config.json written by train.py")
+        stored = _flag_value(name, record[name])
+        if name in explicit and _flag_value(name, getattr(args, name)) != stored:
+            raise ConfigError(f"--{name} {_shown(_flag_value(name, getattr(args, name)))} contradicts the run's "
+                              f"{path} ({name} = {_shown(stored)}); drop the flag, or use another --log_dir")
+        setattr(args, name, stored)
+    for name in DATA_FLAGS:
+        if name not in explicit and name in record:
+            setattr(args, name, record[name])
 
 
 def config_dict(args):

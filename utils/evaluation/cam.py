@@ -7,19 +7,26 @@ a GAP+FC head the two are identical, so no gradient is needed.
 
 Fusion rules for E2Net's parallel OSE heads (DESIGN.md section 3):
 
-``'mean_weights_max_maps'``  the released VGG rule: the mean of the heads' FC
-                             weights applied to the element-wise max of the
-                             heads' feature maps (all heads need the same C);
-``'max'``                    per-pixel max of the per-head CAMs (released ResNet
-                             rule, and the fusion drawn in the paper's figure);
-``'mean'``                   per-pixel mean of the per-head CAMs.
+``'mean_weights_max_maps'``    the released VGG rule: the mean of the heads' FC
+                               weights applied to the element-wise max of the
+                               heads' feature maps (all heads need the same C);
+``'mean_weights_first_max'``   the released ResNet rule: per-pixel max of the
+                               heads' CAMs in which the FIRST head (the 3x3 head in
+                               the released order) uses the mean of all heads' FC
+                               weights and the others their own:
+                               ``max(mean(W)·F_3x3, W_1x3·F_1x3, W_3x1·F_3x1)``.  The
+                               released evaluation overwrites the first head's
+                               averaged gradient with the heads' mean before fusing;
+``'max'``                      per-pixel max of the per-head CAMs (the fusion drawn
+                               in the paper's figure);
+``'mean'``                     per-pixel mean of the per-head CAMs.
 
 A single head gives its own CAM under every rule.
 """
 import numpy as np
 
-FUSION_RULES = ("mean_weights_max_maps", "max", "mean")
-RELEASED_FUSION_RULES = {"vgg_gap": "mean_weights_max_maps", "resnet": "max"}
+FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean")
+RELEASED_FUSION_RULES = {"vgg_gap": "mean_weights_max_maps", "resnet": "mean_weights_first_max"}
 
 
 def class_activation_map(features, fc_weights, class_index):
@@ -79,5 +86,7 @@ def fuse_heads(head_features, head_weights, class_index, rule):
         max_map = np.maximum.reduce(head_features)
         mean_weights = np.mean([np.asarray(w) for w in head_weights], axis=0)
         return cam_of(max_map, mean_weights, class_index)
+    if rule == "mean_weights_first_max":
+        head_weights = [np.mean([np.asarray(w) for w in head_weights], axis=0)] + list(head_weights[1:])
     head_cams = [cam_of(f, w, class_index) for f, w in zip(head_features, head_weights)]
-    return np.max(head_cams, axis=0) if rule == "max" else np.mean(head_cams, axis=0)
+    return np.mean(head_cams, axis=0) if rule == "mean" else np.max(head_cams, axis=0)

@@ -95,7 +95,7 @@ def session_init(args, resume):
         logger.info(f"Resuming from {resume[0]} (global step {resume[1]})")
         return CheckpointInit(resume[0])
     if args.load:
-        return CheckpointInit(args.load)
+        return CheckpointInit(args.load, allow_partial=args.allow_partial_load)
     if args.use_pretrained_model:
         return NpzInit(pretrained_path(args))
     return None

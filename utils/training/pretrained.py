@@ -9,6 +9,7 @@
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
+import re
 
 import numpy as np
 from tabulate import tabulate
@@ -18,6 +19,7 @@ from tensorpack.utils import logger
 
 from utils.errors import UserError
 from utils.compat import tf
+from models import resnet, vgg
 
 MODEL_ZOO_URL = "http://models.tensorpack.com/"
 MODEL_ZOO_FILES = {"vgg_gap": "vgg16.npz", "resnet": "ImageNet-ResNet50-SE.npz"}
@@ -101,23 +103,76 @@ def checkpoint_shapes(path):
     return reader.get_variable_to_shape_map()
 
 
-class CheckpointInit(SaverRestore):
-    """``SaverRestore`` that refuses a checkpoint whose shared variables differ in shape."""
+_FC_SCOPE = re.compile(r"^(?:linearnew|linear)(?:_(\w+))?/W$|^(\w+)_linear/W$")
+_MAE_SCOPE = re.compile(r"(?:^|/)aware_(\w+)/W$")
 
-    def __init__(self, path, ignore=()):
+
+def describe_variables(shapes):
+    """What a set of variables ``{name: shape}`` looks like: backbone, method, MAE positions,
+    heads and classes (e.g. 'resnet E2Net (MAE at 31 41 5; heads 3x3 1x3 3x1; 10 classes)')."""
+    arch = ("resnet" if "conv0/W" in shapes else "vgg_gap" if "conv1_1/W" in shapes else "unknown backbone")
+    network_order = vgg.insertion_points() + resnet.insertion_points()
+    positions = sorted((m.group(1) for m in map(_MAE_SCOPE.search, shapes) if m),
+                       key=lambda p: network_order.index(p) if p in network_order else len(network_order))
+    heads, classes = [], set()
+    for name, shape in shapes.items():
+        match = _FC_SCOPE.match(name)
+        if match:
+            heads.append(match.group(1) or match.group(2) or "3x3")
+            classes.add(int(shape[-1]))
+    heads.sort(key=lambda h: ("3x3", "1x3", "3x1", "diag", "antidiag").index(h) if h in
+               ("3x3", "1x3", "3x1", "diag", "antidiag") else 9)
+    method = ("E2Net" if positions and len(heads) > 1 else "MAE" if positions else
+              "OSE" if len(heads) > 1 else "CAM or ADL")
+    details = [f"MAE at {' '.join(positions)}"] if positions else []
+    details += [f"heads {' '.join(heads) or 'none'}",
+                f"{'/'.join(str(c) for c in sorted(classes)) or '?'} classes"]
+    return f"{arch} {method} ({'; '.join(details)})"
+
+
+def model_variable_names():
+    """Save names of the variables a model needs restored: trainable ones and BN statistics
+    (not the optimizer's slots, the learning rate, the global step or summaries).  BN statistics
+    are matched by name: tensorpack registers them as model variables only in a training tower."""
+    trainable = set(tf.trainable_variables())
+    return sorted({get_savename_from_varname(v.op.name) for v in tf.global_variables()
+                   if v in trainable or v.op.name.endswith(("/mean/EMA", "/variance/EMA"))})
+
+
+class CheckpointInit(SaverRestore):
+    """``SaverRestore`` that refuses a checkpoint whose shared variables differ in shape, or
+    that lacks model variables of the graph (which would stay at random initialisation).
+
+    ``allow_partial=True`` (``--allow_partial_load``) restores what the checkpoint has and
+    logs the variables that stay random."""
+
+    def __init__(self, path, ignore=(), allow_partial=False):
         self.resolved_path = get_checkpoint_path(path)
         if not os.path.isfile(self.resolved_path + ".index"):
             raise PretrainedWeightsError(f"checkpoint not found: {path}")
+        self.allow_partial = allow_partial
         super().__init__(self.resolved_path, ignore=list(ignore))
 
     def _setup_graph(self):
         saved = checkpoint_shapes(self.resolved_path)
-        for name, variables in _graph_variables().items():
+        graph_variables = _graph_variables()
+        for name, variables in graph_variables.items():
             if name in saved and list(saved[name]) != variables[0].shape.as_list():
                 raise PretrainedWeightsError(
                     f"{self.resolved_path}: variable {name!r} has shape {saved[name]} in the checkpoint "
                     f"but {variables[0].shape.as_list()} in this graph (another architecture or class count?)")
-        if not any(name in saved for name in _graph_variables()):
+        if not any(name in saved for name in graph_variables):
             raise PretrainedWeightsError(
                 f"{self.resolved_path}: none of this graph's variables are in the checkpoint")
+        missing = [name for name in model_variable_names() if name not in saved]
+        if missing:
+            graph_shapes = {name: variables[0].shape.as_list() for name, variables in graph_variables.items()}
+            listed = " ".join(missing[:8]) + (f" ... ({len(missing)} in all)" if len(missing) > 8 else "")
+            if not self.allow_partial:
+                raise PretrainedWeightsError(
+                    f"{self.resolved_path} lacks {len(missing)} variable(s) of this graph: {listed}. The file looks "
+                    f"like {describe_variables(saved)}; the graph is {describe_variables(graph_shapes)}. "
+                    f"Pass --allow_partial_load to start them from random initialisation")
+            logger.warning(f"Partial load of {self.resolved_path}: {len(missing)} variable(s) stay at random "
+                           f"initialisation: {' '.join(missing)}")
         super()._setup_graph()
