@@ -87,3 +87,34 @@ def test_bad_inputs_are_refused():
         pxap([(np.zeros((3, 3)), np.zeros((3, 3), bool))])
     with pytest.raises(ValueError, match="rise from 0"):
         PxAPAccumulator([0.1, 0.2])
+
+
+def test_scorer_adds_pxap_from_a_mask_folder(tmp_path, capsys):
+    from utils.data.masks import write_mask
+    from utils.evaluation.scorer import main
+
+    cam_a = np.zeros((20, 20))
+    cam_a[2:8, 2:8] = 1.0
+    cam_b = np.zeros((20, 20))
+    cam_b[10:15, 4:9] = 1.0
+    (tmp_path / "cams" / "sub").mkdir(parents=True)
+    np.save(tmp_path / "cams" / "a.npy", cam_a)
+    np.save(tmp_path / "cams" / "sub" / "b.npy", cam_b)
+    np.save(tmp_path / "cams" / "c.npy", cam_b)
+    (tmp_path / "labels.txt").write_text("a.jpg 0 2 2 7 7\nsub/b.jpg 1 4 10 8 14\nc.jpg 1 4 10 8 14\n")
+    write_mask(str(tmp_path / "masks" / "a.png"), (cam_a * 255).astype(np.uint8))
+    # b's mask at twice the CAM's size: resized (nearest) back to 20x20, it is the CAM's support again
+    write_mask(str(tmp_path / "masks" / "sub" / "b.png"), np.kron(cam_b * 255, np.ones((2, 2))).astype(np.uint8))
+    out = tmp_path / "metrics.json"
+    assert main(["--cam_dir", str(tmp_path / "cams"), "--label_file", str(tmp_path / "labels.txt"),
+                 "--mask_dir", str(tmp_path / "masks"), "--out", str(out)]) == 0
+    assert "PxAP" in capsys.readouterr().out
+    import json
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["pxap"] == pytest.approx(100.0) and metrics["piou"] == pytest.approx(100.0)
+    assert metrics["pixel"]["num_images"] == 2 and metrics["pixel"]["images_without_mask"] == 1
+    assert metrics["pixel"]["masks_resized_to_the_cam"] == 1
+    assert metrics["pixel"]["num_foreground_pixels"] == 36 + 25
+    assert main(["--cam_dir", str(tmp_path / "cams"), "--label_file", str(tmp_path / "labels.txt"),
+                 "--mask_dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "mask folder" in capsys.readouterr().err
