@@ -72,3 +72,21 @@ def test_different_sweeps_are_refused():
     evaluator.add(CAM, [HALO_BOX])
     with pytest.raises(ThresholdMismatchError):
         held_out_selection(held_out, evaluator.compute(), "x")
+
+
+def test_metrics_markdown_shows_pixels_and_the_held_out_choice():
+    from utils.evaluation.report import metrics_markdown
+    held_out = metrics_of(CORE_BOX, CORE_MASK)
+    metrics = metrics_of(HALO_BOX, HALO_MASK, 5)
+    metrics["mask_dir"] = "masks"
+    metrics["held_out_tau"] = {"label_file": "train_fullsup.txt",
+                               **held_out_selection(held_out, metrics, "train_fullsup")}
+    text = metrics_markdown(metrics, {"method": "CAM"})
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if line.startswith("| ")}
+    assert rows["PxAP (pixel average precision)"] == ["100.00", ""]
+    assert rows["PIoU (best pixel IoU)"] == ["100.00", "0.01"]
+    assert "## τ chosen on the held-out split train_fullsup" in text
+    assert rows["GT-known Loc"][-4:] == [f"{metrics['held_out_tau']['reference']['tau']:.2f}", "0.00", "0.00", "100.00"]
+    assert rows["PIoU"] == ["0.51", "6.25", "0.01", "100.00"]
+    assert "5 images with a mask, 0 without" in text and "train_fullsup.txt (3 images)" in text

@@ -78,14 +78,15 @@ def held_out_table(metrics):
     rows += [[f"BoxAcc IoU {iou} (wsolevaluation)", entry["tau"], entry["value"],
               boxes["iou"][iou]["best_threshold"], boxes["iou"][iou]["max"]]
              for iou, entry in held["box_accuracy"].items()]
-    rows.append(["MaxBoxAccV2", None, held["maxboxacc_v2"], None, metrics["maxboxacc_v2"]])
+    rows.append(["MaxBoxAccV2 (mean of the three BoxAcc rows)", None, held["maxboxacc_v2"], None,
+                 metrics["maxboxacc_v2"]])
     rows.append(["MaxBoxAcc (IoU 50, largest contour)", held["maxboxacc"]["tau"], held["maxboxacc"]["value"],
                  boxes["largest_contour_iou50"]["best_threshold"], metrics["maxboxacc"]])
     if "piou" in held:
         rows.append(["PIoU", held["piou"]["tau"], held["piou"]["value"],
                      metrics["pixel"]["piou_threshold"], metrics["piou"]])
-    table = tabulate(rows, ["metric", f"τ chosen on {held['chosen_on']}", "value at that τ",
-                            "τ searched on this split", "value at that τ "], tablefmt="github",
+    table = tabulate(rows, ["metric", f"τ chosen on {held['chosen_on']}", "value at the held-out τ",
+                            "best τ on this split", "value at the best τ"], tablefmt="github",
                      floatfmt=".2f", missingval="")
     return f"{table}\n\nHeld-out list: {held['label_file']} ({held['num_images']} images)."
 
