@@ -25,7 +25,8 @@ from utils.config import config_dict, model_spec
 from utils.data.dataflow import dataset_paths, get_eval_dataflow
 from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
-from utils.data.masks import MaskFolder, default_mask_dir, object_pixels
+from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels
+from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import read_class_names
 from utils.evaluation.localization import resize_cam
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
@@ -114,10 +115,15 @@ class EvaluationPass:
                         self.panels[name] = example_panel(images[i], {"CAM": cam}, gt_boxes, {"pred": record["box"]})
                         self.example_cams[name] = (images[i], cam, gt_boxes, np.array(record["box"]))
                 progress.update(len(indices))
-        self.metrics = evaluator.compute()
+        try:
+            self.metrics = evaluator.compute()
+        except NoForegroundError as error:
+            raise MaskError(f"{self.masks.mask_dir}: {error} for the images of {label_file}") from None
         self.metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
         if self.masks is not None:
             self.metrics["mask_dir"] = self.masks.mask_dir
+            if "pixel" not in self.metrics:
+                logger.warning(f"No mask in {self.masks.mask_dir} for any image of {label_file}: PxAP not computed")
         return self.metrics
 
     def _mask(self, dataflow, index):

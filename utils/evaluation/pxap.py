@@ -26,7 +26,12 @@ threshold fixed elsewhere (``iou_at``, for a held-out τ).
 """
 import numpy as np
 
+from utils.errors import UserError
 from utils.evaluation.localization import normalize_cam
+
+
+class NoForegroundError(UserError, ValueError):
+    """The masks of a split hold no object pixel, so precision-recall is undefined."""
 
 
 class PxAPAccumulator:
@@ -69,7 +74,7 @@ class PxAPAccumulator:
             raise ValueError("no image was added")
         true_positive, false_positive, num_foreground = self._counts()
         if num_foreground == 0:
-            raise ValueError("the masks hold no foreground pixel")
+            raise NoForegroundError("the masks hold no foreground pixel")
         predicted = true_positive + false_positive
         nonzero = predicted > 0
         precision = np.divide(true_positive, predicted, out=np.zeros(len(predicted)), where=nonzero)

@@ -31,6 +31,7 @@ from utils.data.masks import MaskError, load_mask, mask_file, object_pixels
 from utils.evaluation import report
 from utils.errors import UserError
 from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
+from utils.evaluation.pxap import NoForegroundError
 
 
 class EvaluationInputError(UserError, ValueError):
@@ -107,7 +108,10 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
         mask, resized = load_mask_for(mask_dir, name, cam.shape) if mask_dir else (None, False)
         masks_resized += resized
         evaluator.add(cam, gt_boxes, label=label, mask=mask)
-    metrics = evaluator.compute()
+    try:
+        metrics = evaluator.compute()
+    except NoForegroundError as error:
+        raise EvaluationInputError(f"{mask_dir}: {error}") from None
     if "pixel" in metrics:
         metrics["mask_dir"] = mask_dir
         metrics["pixel"]["masks_resized_to_the_cam"] = masks_resized
