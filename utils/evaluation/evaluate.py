@@ -73,7 +73,7 @@ def mask_folder(args):
     return None
 
 
-def tau_split_list(args, image_root):
+def tau_split_list(args):
     """``(name, label_file)`` of ``--tau_split``: an existing path (label list or metadata
     split folder), else a split name resolved like ``val`` (e.g. ``train_fullsup``)."""
     if os.path.exists(args.tau_split):
@@ -143,7 +143,7 @@ def evaluate(args):
     masks = mask_folder(args)
     held_out, split_name = None, None
     if args.tau_split:
-        split_name, tau_file = tau_split_list(args, image_root)
+        split_name, tau_file = tau_split_list(args)
         held_out = EvaluationPass(predictor, num_heads, args, masks).run(tau_file, image_root, desc="held-out τ")
     evaluation = EvaluationPass(predictor, num_heads, args, masks)
     metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
