@@ -191,6 +191,8 @@ def image_size(path):
 
 def to_lists(metadata_dir, out_dir, datasets=None):
     """Label lists from every metadata split of every (or the given) data set; returns the files written."""
+    if not os.path.isdir(metadata_dir):
+        raise MetadataError(f"metadata folder {metadata_dir} not found")
     if datasets is None:
         datasets = sorted(name for name in os.listdir(metadata_dir) if os.path.isdir(os.path.join(metadata_dir, name)))
     written = []
@@ -215,6 +217,8 @@ def to_lists(metadata_dir, out_dir, datasets=None):
 
 def to_metadata(label_dir, out_dir, dataset, image_root):
     """Metadata split folders from the label lists of a data set; returns the folders written."""
+    if not os.path.isdir(image_root):
+        raise MetadataError(f"image root {image_root} not found")
     written = []
     for split, metadata_split in SPLIT_OF.items():
         list_file = os.path.join(label_dir, dataset, f"{split}.txt")
