@@ -10,6 +10,9 @@ Measures images/s of
       threshold, colour-map the CAM with the cubehelix LUT, convert it to gray with
       ``cv2.cvtColor``, threshold, find contours — and the same per-threshold loop
       for the wsolevaluation protocol.
+and (d) the PxAP accumulator (``utils.evaluation.pxap``) over N and 8N images, each
+CAM and mask made on the fly: seconds per image and peak Python memory (tracemalloc)
+of the two runs, and their ratios (flat = 1.0).
 Inputs are random smooth CAMs (sums of Gaussians on a 14x14 grid, resized to
 224x224) with random GT boxes near the blobs.  Prints medians over repeats and the
 speed-up of (b) over (c), writes JSON, and exits with 1 unless (b) and (c) give
@@ -24,6 +27,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 
 import cv2  # noqa: E402
 import matplotlib  # noqa: E402
@@ -34,12 +38,14 @@ from utils.boxes import box_iou  # noqa: E402
 from utils.evaluation.metrics import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRESHOLDS, LOC_IOU,  # noqa: E402
                               WSOLEvaluator)
 from utils.evaluation.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
+from utils.evaluation.pxap import PxAPAccumulator  # noqa: E402
 
 IMAGE_SIZE = 224
 GRID_SIZE = 14
 NUM_CLASSES = 10
 CAM_THRESHOLD = 0.2
 SPEEDUP_TARGET = 10.0
+PXAP_FACTOR = 8
 
 
 # --------------------------------------------------------------------------- inputs
@@ -141,6 +147,46 @@ def naive_sweep(images):
     return metrics, all_boxes
 
 
+# --------------------------------------------------------------------------- (d) PxAP scaling
+
+def _cam_and_mask(rng):
+    """A random CAM and the object mask of its GT boxes (boxes filled)."""
+    cam, gt_boxes, _, _ = random_image(rng)
+    mask = np.zeros(cam.shape, bool)
+    for x1, y1, x2, y2 in gt_boxes.astype(int):
+        mask[y1:y2 + 1, x1:x2 + 1] = True
+    return cam, mask
+
+
+def pxap_run(num_images, seed):
+    """``(seconds per image in add(), tracemalloc peak bytes, PxAP)`` over ``num_images``
+    images made one at a time (only the accumulator persists)."""
+    rng = np.random.default_rng(seed)
+    PxAPAccumulator(DEFAULT_SWEEP_THRESHOLDS).add(*_cam_and_mask(np.random.default_rng(seed + 1)))  # warm-up
+    accumulator = PxAPAccumulator(DEFAULT_SWEEP_THRESHOLDS)
+    seconds = 0.0
+    tracemalloc.start()
+    for _ in range(num_images):
+        cam, mask = _cam_and_mask(rng)
+        start = time.perf_counter()
+        accumulator.add(cam, mask)
+        seconds += time.perf_counter() - start
+        del cam, mask
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return seconds / num_images, peak, accumulator.compute()["pxap"]
+
+
+def pxap_scaling(num_images, factor, seed):
+    small_time, small_peak, _ = pxap_run(num_images, seed)
+    large_time, large_peak, pxap = pxap_run(num_images * factor, seed)
+    return {"pxap_images": [num_images, num_images * factor],
+            "pxap_ms_per_image": [1000 * small_time, 1000 * large_time],
+            "pxap_peak_bytes": [small_peak, large_peak],
+            "pxap_time_per_image_ratio": large_time / small_time,
+            "pxap_peak_memory_ratio": large_peak / small_peak, "pxap_of_large_run": pxap}
+
+
 # --------------------------------------------------------------------------- check and timing
 
 def identical(images, fast_metrics, fast_records, naive_metrics, naive_boxes):
@@ -176,6 +222,8 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pxap_images", type=int, default=50,
+                        help=f"(d): PxAP over this many images and {PXAP_FACTOR} times as many")
     parser.add_argument("--out", default=os.path.join("bench", "results", "eval_throughput.json"))
     args = parser.parse_args(argv)
     num_images, repeats = (4, 1) if args.quick else (args.images, args.repeats)
@@ -193,6 +241,7 @@ def main(argv=None):
         "identical": identical(images, fast_metrics, fast_records, naive_metrics, naive_boxes),
         "num_images": num_images, "repeats": repeats,
         "num_thresholds": len(DEFAULT_SWEEP_THRESHOLDS), "image_size": IMAGE_SIZE,
+        **pxap_scaling(*((4, 8) if args.quick else (args.pxap_images, PXAP_FACTOR)), args.seed),
     }
     print(tabulate([["(a) reference, one threshold", rate_single],
                     ["(b) fast sweep, both protocols", rate_fast],
@@ -201,6 +250,13 @@ def main(argv=None):
     target = "meets" if result["speedup_sweep"] >= SPEEDUP_TARGET else "below"
     print(f"speed-up (b)/(c): {result['speedup_sweep']:.1f}x ({target} the {SPEEDUP_TARGET:.0f}x target); "
           f"identical boxes and metrics: {result['identical']}")
+    print(tabulate([[f"{n} images", ms, peak / 2 ** 20] for n, ms, peak in
+                    zip(result["pxap_images"], result["pxap_ms_per_image"], result["pxap_peak_bytes"])],
+                   ["(d) PxAP accumulation", "ms / image", "peak MiB (tracemalloc)"], tablefmt="github",
+                   floatfmt=".3f"))
+    print(f"PxAP {PXAP_FACTOR if not args.quick else 8}x the images: time per image x"
+          f"{result['pxap_time_per_image_ratio']:.2f}, peak memory x{result['pxap_peak_memory_ratio']:.2f} "
+          "(flat = 1.00)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as out:
         json.dump(result, out, indent=2)

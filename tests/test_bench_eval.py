@@ -18,3 +18,7 @@ def test_quick_benchmark(tmp_path):
     assert written["identical"] is True
     for key in KEYS:
         assert isinstance(written[key], float) and written[key] > 0, key
+    assert written["pxap_images"] == [4, 32] and "PxAP 8x the images" in result.stdout
+    assert written["pxap_time_per_image_ratio"] > 0 and 0 < written["pxap_of_large_run"] < 100
+    # the accumulator keeps two fixed histograms: 8x the images must not multiply the peak memory
+    assert written["pxap_peak_memory_ratio"] < 2

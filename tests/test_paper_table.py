@@ -17,7 +17,8 @@ def table_lines(output):
 
 def test_table_rows_and_published_numbers(tmp_path, capsys):
     e2net = fake_run(tmp_path, "e2net_vgg_cub", {"method": "e2net", "dataset": "CUB", "arch": "vgg_gap"},
-                     {"top1_loc": 61.234, "top5_loc": 70.5, "gt_known_loc": 80.25, "top1_cls": 75.0})
+                     {"top1_loc": 61.234, "top5_loc": 70.5, "gt_known_loc": 80.25, "top1_cls": 75.0,
+                      "maxboxacc_v2": 64.444, "pxap": 58.125})
     cam = fake_run(tmp_path, "cam_resnet_ilsvrc", {"method": "CAM", "dataset": "ILSVRC", "arch": "resnet"},
                    {"gt_known_loc": 60.0})
     out = tmp_path / "table.md"
@@ -25,7 +26,7 @@ def test_table_rows_and_published_numbers(tmp_path, capsys):
     lines = table_lines(capsys.readouterr().out)
     cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines]
     assert cells[0] == ["Method", "Dataset", "Backbone", "Top-1 Loc", "Top-5 Loc", "GT-known Loc", "Top-1 Cls",
-                        "Source"]
+                        "MaxBoxAccV2", "PxAP", "Source"]
     cells = cells[1:]
     rows = {(c[0], c[1], c[2], c[-1].split(" (")[0]): c[3:7] for c in cells}
     adl = "Choe & Shim, CVPR 2019"
@@ -35,6 +36,8 @@ def test_table_rows_and_published_numbers(tmp_path, capsys):
     assert rows[("ADL", "ILSVRC", "ResNet50-SE", adl)] == ["48.53", "", "", ""]
     assert rows[("E2Net", "CUB", "VGG16-GAP", "this project")] == ["61.23", "70.50", "80.25", "75.00"]
     assert rows[("CAM", "ILSVRC", "ResNet50-SE", "this project")] == ["", "", "60.00", ""]
+    new_columns = {(c[0], c[1], c[2]): c[7:9] for c in cells if c[-1].startswith("this project")}
+    assert new_columns == {("E2Net", "CUB", "VGG16-GAP"): ["64.44", "58.12"], ("CAM", "ILSVRC", "ResNet50-SE"): ["", ""]}
     order = [(c[1], c[2], c[0]) for c in cells]
     assert order.index(("CUB", "VGG16-GAP", "ADL")) < order.index(("CUB", "VGG16-GAP", "E2Net"))
     assert order.index(("CUB", "ResNet50-SE", "ADL")) < order.index(("ILSVRC", "VGG16-GAP", "ADL"))

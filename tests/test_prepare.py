@@ -141,3 +141,31 @@ def test_prepare_imagenet_extracts_lists_and_is_idempotent(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "already extracted, skipping" in second.stdout
     assert (labels_dir / "ILSVRC" / "train.txt").read_text() == expected_list
+
+
+def test_prepare_cub_binarises_the_segmentations(tmp_path, cub_archive):
+    soft = np.zeros((32, 48), np.uint8)
+    soft[4:10, 4:10] = 51        # one annotator of five: object under wsolevaluation's rule (> 0.5)
+    soft[12:20, 20:40] = 255
+    segmentations = tmp_path / "segmentations.tgz"
+    with tarfile.open(segmentations, "w:gz") as tar:
+        for _, relative, _, is_train, _ in CUB_IMAGES:
+            if not is_train:       # masks for the two test (= val) images only
+                add_file(tar, "segmentations/" + relative[:-4] + ".png", cv2.imencode(".png", soft)[1].tobytes())
+    dataset_dir, labels_dir = tmp_path / "dataset", tmp_path / "labels"
+    (labels_dir / "CUB").mkdir(parents=True)
+    (labels_dir / "CUB" / "val.txt").write_text(
+        "001.Alpha/Alpha_0001.jpg\t0\t10\t20\t40\t60\n002.Beta/Beta_0002.jpg\t1\t0\t0\t47\t30\n"
+        "002.Beta/Beta_0009.jpg\t1\t0\t0\t47\t30\n")
+    args = [cub_archive, "--dataset-dir", dataset_dir, "--labels-dir", labels_dir,
+            "--segmentations", segmentations]
+    first = run_script("prepare_cub.sh", *args)
+    assert first.returncode == 0, first.stderr
+    mask = cv2.imread(str(dataset_dir / "CUB" / "masks" / "002.Beta" / "Beta_0002.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (32, 48) and np.array_equal(mask, np.where(soft > 0, 255, 0))
+    assert "2 of the 3 images of" in first.stdout and "(2 written, 0 already there)" in first.stdout
+    second = run_script("prepare_cub.sh", *args)
+    assert second.returncode == 0 and "already made (2 masks), skipping" in second.stdout
+    missing = run_script("prepare_cub.sh", cub_archive, "--dataset-dir", tmp_path / "d2",
+                         "--segmentations", tmp_path / "none.tgz")
+    assert missing.returncode != 0 and "segmentations.tgz not found" in missing.stderr

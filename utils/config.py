@@ -61,7 +61,8 @@ def build_parser():
     g.add_argument("--data_dir", default="dataset", help="folder holding CUB/, ILSVRC/, SYNTH/")
     g.add_argument("--label_dir", default=None,
                    help="folder holding <DATASET>/{train,val}.txt (default: labels/ for CUB and ILSVRC, "
-                        "the data set's own folder otherwise)")
+                        "the data set's own folder otherwise), or a wsolevaluation metadata folder holding "
+                        "<DATASET>/{train,test,val}/image_ids.txt ... (test is evaluated, val = train-fullsup)")
     g.add_argument("--final_size", type=int, default=224, help="crop size fed to the network (multiple of 16)")
     g.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: all cores)")
     g.add_argument("--on_bad_image", default="skip", choices=("skip", "error"),
@@ -145,6 +146,12 @@ def build_parser():
                         "per-pixel max of the heads' CAMs, the 3x3 head with the mean of all heads' weights), "
                         "max (per-pixel max of the heads' CAMs, the paper's figure), mean")
     g.add_argument("--number_of_examples", type=int, default=16, help="overlay pictures written")
+    g.add_argument("--mask_dir", default=None,
+                   help="object masks <mask_dir>/<image path>.png for PxAP / PIoU (default: "
+                        "<data_dir>/<DATASET>/masks when that folder exists)")
+    g.add_argument("--tau_split", default=None, metavar="LIST",
+                   help="choose tau on this held-out fully-annotated list (a label list or metadata folder "
+                        "path, or a split name such as train_fullsup) and apply it to the val list")
     return p
 
 

@@ -17,7 +17,10 @@ any other   ``<data_dir>/<NAME>/images``        ``<data_dir>/<NAME>/<split>.txt`
 ==========  ==================================  =======================================
 
 An explicit ``label_dir`` replaces the default: lists are then read from
-``<label_dir>/<NAME>/<split>.txt``.
+``<label_dir>/<NAME>/<split>.txt``, or, when that file does not exist and
+``label_dir`` is a wsolevaluation metadata folder, from its split folder
+``<label_dir>/<NAME>/<train|test|val>/`` (``utils/data/metadata.py``: the evaluated
+``val`` list is wsolevaluation's ``test``, ``train_fullsup`` its ``val``).
 
 Augmentation and boxes
 ----------------------
@@ -65,7 +68,7 @@ import numpy as np  # noqa: E402
 from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNGDataFlow  # noqa: E402
 from tensorpack.utils.utils import get_rng  # noqa: E402
 
-from utils.data.labels import read_label_list  # noqa: E402
+from utils.data.metadata import is_metadata_split, metadata_split_dir, read_entries  # noqa: E402
 from utils.errors import UserError
 from utils.data.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
                               map_eval_image, map_train_image)
@@ -99,7 +102,10 @@ def dataset_paths(dataset_name, data_dir, label_dir=None, *, split):
         image_root = os.path.join(data_dir, dataset_name, "images")
     if label_dir is None:
         label_dir = DEFAULT_LABEL_DIR if dataset_name in REPO_LABEL_SETS else data_dir
-    return os.path.join(label_dir, dataset_name, f"{split}.txt"), image_root
+    label_file = os.path.join(label_dir, dataset_name, f"{split}.txt")
+    if not os.path.isfile(label_file):   # a wsolevaluation metadata folder (utils/data/metadata.py)?
+        label_file = metadata_split_dir(label_dir, dataset_name, split) or label_file
+    return label_file, image_root
 
 
 def prepare_hint(path):
@@ -116,11 +122,11 @@ def prepare_hint(path):
 def load_entries(label_file, image_root):
     """Check that the list, the image root and the first image's folder exist and are not
     empty; return the entries."""
-    if not os.path.isfile(label_file) or os.path.getsize(label_file) == 0:
+    if not is_metadata_split(label_file) and (not os.path.isfile(label_file) or os.path.getsize(label_file) == 0):
         raise DataError(f"label list {label_file} is missing or empty; run {prepare_hint(label_file)}")
     if not os.path.isdir(image_root) or not os.listdir(image_root):
         raise DataError(f"image directory {image_root} is missing or empty; run {prepare_hint(image_root)}")
-    entries = read_label_list(label_file)
+    entries = read_entries(label_file)
     if not entries:
         raise DataError(f"label list {label_file} lists no image; run {prepare_hint(label_file)}")
     first_dir = os.path.dirname(os.path.join(image_root, entries[0].path))

@@ -12,6 +12,11 @@ CUB (``CUB_200_2011.tgz``)
     metadata (official split: 1 = train, 0 = test = our val; 1-based class ids become
     0-based; boxes ``x y w h`` become ``x y x+w y+h``) and counts the images whose line
     differs from ``<labels_dir>/CUB``.
+    ``--segmentations segmentations.tgz`` (the official archive, default
+    ``dataset/segmentations.tgz`` when present) -> object masks
+    ``<dataset_dir>/CUB/masks/<class dir>/<file>.png`` (``extract_cub_masks``: 255 where the
+    soft segmentation's gray value is > 0.5, wsolevaluation's rule), and a count of the
+    val list's images that have one.
 
 ILSVRC (``ILSVRC2012_img_train.tar`` holding one ``<wnid>.tar`` per class, and the flat
 ``ILSVRC2012_img_val.tar``)
@@ -28,16 +33,19 @@ import shutil
 import sys
 import tarfile
 
+import cv2
 import numpy as np
 
 from utils.errors import UserError
 from utils.data.labels import LabelEntry, read_label_list, write_label_list
+from utils.data.masks import MASKS_FOLDER, mask_file, object_pixels, write_mask
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_DATASET_DIR = os.path.join(REPO_ROOT, "dataset")
 DEFAULT_LABELS_DIR = os.path.join(REPO_ROOT, "labels")
 CUB_LIST_METADATA = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
 CUB_METADATA_FILES = CUB_LIST_METADATA + ("classes.txt",)
+SEGMENTATIONS_ARCHIVE = "segmentations.tgz"
 COMPLETE_MARKER = ".complete"
 IMAGENET_IMAGE_SUFFIX = ".JPEG"
 PROGRESS_EVERY = 1000  # files between progress lines
@@ -188,6 +196,64 @@ def regenerate_cub_labels(dataset_dir, output_dir, labels_dir):
     return differences
 
 
+def _cub_segmentation_target(member_name, masks_dir):
+    """``<masks_dir>/<class dir>/<name>.png`` for ``segmentations/<class dir>/<name>.png`` (else None)."""
+    parts = [p for p in member_name.split("/") if p not in ("", ".")]
+    if ".." in parts or len(parts) < 3 or parts[-3] != "segmentations" or not parts[-1].endswith(".png"):
+        return None
+    return os.path.join(masks_dir, parts[-2], parts[-1])
+
+
+def extract_cub_masks(archive, dataset_dir):
+    """Binarise the official segmentations (``segmentations/<class dir>/<name>.png``, soft
+    values 0..255 = the share of annotators marking the pixel) into object masks
+    ``<dataset_dir>/CUB/masks/<class dir>/<name>.png``: 255 where the gray value is > 0.5
+    (wsolevaluation's ``get_mask`` rule, so any pixel some annotator marked), else 0.
+    Returns the number of masks."""
+    masks_dir = os.path.join(dataset_dir, "CUB", MASKS_FOLDER)
+    if _is_complete(masks_dir):
+        count = _count_files(masks_dir, ".png")
+        _say(f"CUB: {masks_dir} already made ({count} masks), skipping")
+        return count
+    _require_archive(archive, "segmentations.tgz", "with --segmentations")
+    _say(f"CUB: binarising {archive} -> {masks_dir} (object = gray value > 0.5, as wsolevaluation)")
+    written = skipped = 0
+    with tarfile.open(archive, "r|*") as tar:
+        for member in tar:
+            target = _cub_segmentation_target(member.name, masks_dir) if member.isfile() else None
+            if target is None:
+                continue
+            if os.path.isfile(target):
+                skipped += 1
+            else:
+                with tar.extractfile(member) as source:
+                    data = np.frombuffer(source.read(), np.uint8)
+                soft = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+                if soft is None:
+                    raise PrepareError(f"{archive}: {member.name} is not a readable PNG")
+                write_mask(target, np.where(object_pixels(soft), 255, 0).astype(np.uint8))
+                written += 1
+            if (written + skipped) % PROGRESS_EVERY == 0:
+                _say(f"CUB masks: {written + skipped} files ({skipped} already there)")
+    os.makedirs(masks_dir, exist_ok=True)
+    _mark_complete(masks_dir)
+    _say(f"CUB: done, {written + skipped} masks ({written} written, {skipped} already there)")
+    return written + skipped
+
+
+def count_cub_masks(dataset_dir, labels_dir, split="val"):
+    """``(images of <labels_dir>/CUB/<split>.txt with a mask, images)``, printed."""
+    list_file = os.path.join(labels_dir, "CUB", f"{split}.txt")
+    if not os.path.isfile(list_file):
+        _say(f"CUB: no {list_file} to check the masks against")
+        return None
+    masks_dir = os.path.join(dataset_dir, "CUB", MASKS_FOLDER)
+    entries = read_label_list(list_file)
+    found = sum(os.path.isfile(mask_file(masks_dir, entry.path)) for entry in entries)
+    _say(f"CUB: {found} of the {len(entries)} images of {list_file} have a mask in {masks_dir}")
+    return found, len(entries)
+
+
 # ----------------------------------------------------------------------------- ILSVRC
 
 def _flat_name(member_name):
@@ -281,6 +347,12 @@ def write_imagenet_train_list(dataset_dir, labels_dir):
 
 def _run_cub(args):
     extract_cub(args.archive, args.dataset_dir)
+    segmentations = args.segmentations or os.path.join(DEFAULT_DATASET_DIR, SEGMENTATIONS_ARCHIVE)
+    if args.segmentations or os.path.isfile(segmentations):
+        extract_cub_masks(segmentations, args.dataset_dir)
+        count_cub_masks(args.dataset_dir, args.labels_dir)
+    else:
+        _say(f"CUB: no {segmentations}: object masks not made (PxAP needs them; pass --segmentations)")
     if args.regenerate_labels:
         regenerate_cub_labels(args.dataset_dir, args.regenerate_labels, args.labels_dir)
 
@@ -296,6 +368,9 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     cub = commands.add_parser("cub", help="extract CUB_200_2011.tgz")
     cub.add_argument("archive", nargs="?", default=os.path.join(DEFAULT_DATASET_DIR, "CUB_200_2011.tgz"))
+    cub.add_argument("--segmentations", metavar="TGZ", default=None,
+                     help=f"the official {SEGMENTATIONS_ARCHIVE}: binarised into <dataset-dir>/CUB/masks "
+                          f"(default: dataset/{SEGMENTATIONS_ARCHIVE} when it exists)")
     cub.add_argument("--regenerate-labels", metavar="OUT_DIR",
                      help="rebuild OUT_DIR/CUB/{train,val}.txt from the metadata and compare")
     imagenet = commands.add_parser("imagenet", help="extract the ILSVRC 2012 train and val tars")

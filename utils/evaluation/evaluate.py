@@ -3,7 +3,10 @@
 The network runs once per image; from its outputs (top-5, per-head feature maps and
 FC weights) the GT-class CAM of each head is computed without gradients, the heads
 are fused, the CAM is resized to the crop and handed to ``WSOLEvaluator``, which
-scores every threshold of both box protocols at once.  Results land in
+scores every threshold of both box protocols at once, and PxAP against the image's
+object mask mapped into the crop (``utils.data.masks``) when a mask folder exists.
+With ``--tau_split`` a first pass over that held-out list chooses the thresholds
+(``utils.evaluation.held_out``) that are then applied to the evaluation list.  Results land in
 ``<log_dir>/result/`` (metrics.json, metrics.md, threshold_curve.png,
 predictions.tsv, examples/).
 """
@@ -20,7 +23,10 @@ from utils.evaluation.cam import fuse_heads, fusion_rule
 from utils.compat import tf
 from utils.config import config_dict, model_spec
 from utils.data.dataflow import dataset_paths, get_eval_dataflow
+from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
+from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels
+from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import read_class_names
 from utils.evaluation.localization import resize_cam
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
@@ -56,44 +62,102 @@ def sweep_thresholds(intervals):
     return np.round(np.arange(intervals) / float(intervals), 6)
 
 
+def mask_folder(args):
+    """``--mask_dir``, else ``<data_dir>/<NAME>/masks`` when it exists, else None (no PxAP)."""
+    if args.mask_dir:
+        return MaskFolder(args.mask_dir)
+    default = default_mask_dir(args.data_dir, args.dataset_name)
+    if os.path.isdir(default):
+        return MaskFolder(default)
+    logger.info(f"No mask folder {default}: PxAP not computed (give one with --mask_dir)")
+    return None
+
+
+def tau_split_list(args):
+    """``(name, label_file)`` of ``--tau_split``: an existing path (label list or metadata
+    split folder), else a split name resolved like ``val`` (e.g. ``train_fullsup``)."""
+    if os.path.exists(args.tau_split):
+        return args.tau_split, args.tau_split
+    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split=args.tau_split)
+    return args.tau_split, label_file
+
+
+class EvaluationPass:
+    """One pass of the network over a list: every metric (``metrics``), per-image records
+    and the first ``number_of_examples`` example panels."""
+
+    def __init__(self, predictor, num_heads, args, masks):
+        self.predictor, self.num_heads, self.args, self.masks = predictor, num_heads, args, masks
+        self.rule = fusion_rule(args.cam_fusion, args.arch_name)
+        self.records, self.panels, self.example_cams = [], {}, {}
+
+    def run(self, label_file, image_root, number_of_val=None, number_of_examples=0, desc="evaluate"):
+        args = self.args
+        dataflow = get_eval_dataflow(label_file, image_root, args.final_size, args.batch_size,
+                                     workers=args.workers, number_of_val=number_of_val)
+        evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
+        crop = (args.final_size, args.final_size)
+        dataflow.reset_state()
+        with get_tqdm(total=len(dataflow.entries), desc=desc) as progress:
+            for images, labels, _, indices in dataflow:
+                top5, *head_outputs = self.predictor(images)
+                features, weights = head_outputs[:self.num_heads], head_outputs[self.num_heads:]
+                cams = fuse_heads(features, weights, labels, self.rule)
+                for i, index in enumerate(indices):
+                    cam = resize_cam(cams[i], crop)
+                    gt_boxes = dataflow.gt_boxes_in_crop(index)
+                    record = evaluator.add(cam, gt_boxes, int(labels[i]), top5[i],
+                                           mask=self._mask(dataflow, index))
+                    record["image"] = dataflow.entries[index].path
+                    self.records.append(record)
+                    if len(self.panels) < number_of_examples:
+                        name = f"{len(self.panels):03d}_{os.path.splitext(os.path.basename(record['image']))[0]}"
+                        self.panels[name] = example_panel(images[i], {"CAM": cam}, gt_boxes, {"pred": record["box"]})
+                        self.example_cams[name] = (images[i], cam, gt_boxes, np.array(record["box"]))
+                progress.update(len(indices))
+        try:
+            self.metrics = evaluator.compute()
+        except NoForegroundError as error:
+            raise MaskError(f"{self.masks.mask_dir}: {error} for the images of {label_file}") from None
+        self.metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
+        if self.masks is not None:
+            self.metrics["mask_dir"] = self.masks.mask_dir
+            if "pixel" not in self.metrics:
+                logger.warning(f"No mask in {self.masks.mask_dir} for any image of {label_file}: PxAP not computed")
+        return self.metrics
+
+    def _mask(self, dataflow, index):
+        if self.masks is None:
+            return None
+        stored = self.masks.eval_mask(dataflow.entries[index].path, dataflow.image_sizes[index],
+                                      self.args.final_size)
+        return None if stored is None else object_pixels(stored)
+
+
 def evaluate(args):
     """Evaluate a resolved configuration's checkpoint; returns the metrics dict."""
     checkpoint = checkpoint_to_evaluate(args)
     logger.info(f"Evaluating {checkpoint}")
     predictor, num_heads = make_predictor(args, checkpoint)
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
-    dataflow = get_eval_dataflow(label_file, image_root, args.final_size, args.batch_size,
-                                 workers=args.workers, number_of_val=args.number_of_val)
-    rule = fusion_rule(args.cam_fusion, args.arch_name)
-    evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
-    records, panels, example_cams = [], {}, {}
-    crop = (args.final_size, args.final_size)
-    dataflow.reset_state()
-    with get_tqdm(total=len(dataflow.entries), desc="evaluate") as progress:
-        for images, labels, _, indices in dataflow:
-            top5, *head_outputs = predictor(images)
-            features, weights = head_outputs[:num_heads], head_outputs[num_heads:]
-            cams = fuse_heads(features, weights, labels, rule)
-            for i, index in enumerate(indices):
-                cam = resize_cam(cams[i], crop)
-                gt_boxes = dataflow.gt_boxes_in_crop(index)
-                record = evaluator.add(cam, gt_boxes, int(labels[i]), top5[i])
-                record["image"] = dataflow.entries[index].path
-                records.append(record)
-                if len(panels) < args.number_of_examples:
-                    name = f"{len(panels):03d}_{os.path.splitext(os.path.basename(record['image']))[0]}"
-                    panels[name] = example_panel(images[i], {"CAM": cam}, gt_boxes, {"pred": record["box"]})
-                    example_cams[name] = (images[i], cam, gt_boxes, np.array(record["box"]))
-            progress.update(len(indices))
-    metrics = evaluator.compute()
+    masks = mask_folder(args)
+    held_out, split_name = None, None
+    if args.tau_split:
+        split_name, tau_file = tau_split_list(args)
+        held_out = EvaluationPass(predictor, num_heads, args, masks).run(tau_file, image_root, desc="held-out τ")
+    evaluation = EvaluationPass(predictor, num_heads, args, masks)
+    metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
     metrics["checkpoint"] = checkpoint
-    metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
+    metrics["tau_chosen_on"] = split_name if held_out else "the evaluation list (best τ searched on it)"
+    if held_out:
+        metrics["held_out_tau"] = {"label_file": tau_file, "bad_images": held_out["bad_images"],
+                                   **held_out_selection(held_out, metrics, split_name)}
     result_dir = os.path.join(args.log_dir, "result")
     class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
     class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
-    paths = write_report(result_dir, metrics, config_dict(args), records, class_names)
-    save_examples(os.path.join(result_dir, "examples"), panels)
-    save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), example_cams)
+    paths = write_report(result_dir, metrics, config_dict(args), evaluation.records, class_names)
+    save_examples(os.path.join(result_dir, "examples"), evaluation.panels)
+    save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), evaluation.example_cams)
     with open(paths["metrics.md"]) as f:
         print(f.read())
     logger.info(f"Results written to {result_dir}")

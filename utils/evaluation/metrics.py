@@ -12,7 +12,10 @@ grow with the number of images.  It reports
 * wsolevaluation's BoxAcc curves: MaxBoxAcc (IoU 0.5, largest contour, as
   defined by Choe et al.) and MaxBoxAccV2 (mean over ``iou_thresholds`` of the
   best-over-threshold accuracy, boxes from all contours when ``multi_contour``;
-  an image counts when any box matches any GT box).
+  an image counts when any box matches any GT box);
+* with object masks (``mask=`` of ``add``): PxAP, the pixel precision / recall / IoU
+  curves over the same sweep and PIoU (``utils.evaluation.pxap``), under ``pxap``,
+  ``piou`` and ``pixel`` (which also counts the images added without a mask).
 
 Classification metrics need a label and the top-5 predictions for every image;
 without them only the GT-known style metrics are reported.
@@ -25,6 +28,7 @@ import numpy as np
 
 from utils.boxes import box_iou
 from utils.evaluation.localization import normalize_cam, reference_boxes, wsol_boxes_at
+from utils.evaluation.pxap import PxAPAccumulator
 
 DEFAULT_CAM_THRESHOLD = 0.2
 DEFAULT_SWEEP_THRESHOLDS = np.round(np.arange(0, 1, 0.01), 2)
@@ -52,12 +56,15 @@ class WSOLEvaluator:
         self._cls_hits = {"top1_cls": 0, "top5_cls": 0}
         self._box_hits = np.zeros((len(self.iou_thresholds), len(self.sweep_thresholds)), np.int64)
         self._largest_box_hits = np.zeros(len(self.sweep_thresholds), np.int64)
+        self._pixels = None                 # PxAPAccumulator, made at the first mask
+        self._images_without_mask = 0
 
-    def add(self, cam, gt_boxes, label=None, top5=None):
+    def add(self, cam, gt_boxes, label=None, top5=None, mask=None):
         """Score one image; returns its record (reference box at ``cam_threshold`` etc.).
 
         ``cam`` is 2-D, in the pixel frame of ``gt_boxes`` ``[n, 4]``; ``label`` the GT
-        class, ``top5`` the predicted classes, best first.
+        class, ``top5`` the predicted classes, best first; ``mask`` (optional, the CAM's
+        shape) is true on object pixels.
         """
         cam = np.asarray(cam)
         if cam.ndim != 2:
@@ -88,6 +95,12 @@ class WSOLEvaluator:
             self._loc_hits["top1_loc"] += hits & top1_cls
             self._loc_hits["top5_loc"] += hits & top5_cls
         self._add_box_accuracy(cam_norm, gt_boxes)
+        if mask is None:
+            self._images_without_mask += 1
+        else:
+            if self._pixels is None:
+                self._pixels = PxAPAccumulator(self.sweep_thresholds)
+            self._pixels.add(cam, mask)
         self._with_classes = with_classes
         self.num_images += 1
         return record
@@ -125,6 +138,10 @@ class WSOLEvaluator:
         metrics["box_accuracy"] = {"thresholds": self.sweep_thresholds.tolist(),
                                    "multi_contour": self.multi_contour,
                                    "iou": per_iou, "largest_contour_iou50": largest_50}
+        if self._pixels is not None:
+            pixel = self._pixels.compute()
+            pixel["images_without_mask"] = self._images_without_mask
+            metrics.update(pxap=pixel["pxap"], piou=pixel["piou"], pixel=pixel)
         return metrics
 
     def _percent(self, hits):

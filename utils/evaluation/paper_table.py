@@ -20,7 +20,7 @@ from utils.evaluation.report import read_metrics
 
 PUBLISHED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_results.json")
 COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
-           ("top1_cls", "Top-1 Cls"))
+           ("top1_cls", "Top-1 Cls"), ("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"))
 DATASETS = ("CUB", "ILSVRC")
 ARCH_NAMES = {"vgg_gap": "VGG16-GAP", "resnet": "ResNet50-SE"}
 

@@ -6,7 +6,9 @@
                          threshold curves (``sweep``, ``box_accuracy``);
 ``metrics.md``           GitHub-Markdown tables: the reference-protocol metrics at
                          ``cam_threshold`` and at the sweep's best threshold, and
-                         wsolevaluation's MaxBoxAcc / MaxBoxAccV2;
+                         wsolevaluation's MaxBoxAcc / MaxBoxAccV2; with masks PxAP
+                         and PIoU; with a held-out split (``held_out_tau``) every
+                         metric at the τ chosen there;
 ``threshold_curve.png``  localization accuracy against the CAM threshold;
 ``predictions.tsv``      one row per image: ``image``, ``label`` (and ``label_name``
                          when class names are given), ``top5`` (comma-joined),
@@ -54,15 +56,56 @@ def box_accuracy_table(metrics):
                     floatfmt=".2f", missingval="")
 
 
+def pixel_table(metrics):
+    """PxAP (wsolevaluation) and PIoU (best pixel IoU over τ) against the object masks."""
+    pixel = metrics["pixel"]
+    rows = [["PxAP (pixel average precision)", pixel["pxap"], None],
+            ["PIoU (best pixel IoU)", pixel["piou"], pixel["piou_threshold"]]]
+    table = tabulate(rows, ["metric (object masks)", "value", "best τ"], tablefmt="github",
+                     floatfmt=".2f", missingval="")
+    return (f"{table}\n\nMasks: {metrics.get('mask_dir', '')}; {pixel['num_images']} images with a mask, "
+            f"{pixel['images_without_mask']} without (left out of PxAP).")
+
+
+def held_out_table(metrics):
+    """Each threshold-dependent metric at the τ chosen on the held-out split, next to the
+    evaluation split's own best τ (searched on the evaluation split, as released)."""
+    held = metrics["held_out_tau"]
+    sweep, boxes = metrics["sweep"], metrics["box_accuracy"]
+    rows = [[title, held["reference"]["tau"], held["reference"][key],
+             sweep["best_threshold"], sweep["best"][key]]
+            for key, title in METRIC_TITLES if key in held["reference"]]
+    rows += [[f"BoxAcc IoU {iou} (wsolevaluation)", entry["tau"], entry["value"],
+              boxes["iou"][iou]["best_threshold"], boxes["iou"][iou]["max"]]
+             for iou, entry in held["box_accuracy"].items()]
+    rows.append(["MaxBoxAccV2 (mean of the three BoxAcc rows)", None, held["maxboxacc_v2"], None,
+                 metrics["maxboxacc_v2"]])
+    rows.append(["MaxBoxAcc (IoU 50, largest contour)", held["maxboxacc"]["tau"], held["maxboxacc"]["value"],
+                 boxes["largest_contour_iou50"]["best_threshold"], metrics["maxboxacc"]])
+    if "piou" in held:
+        rows.append(["PIoU", held["piou"]["tau"], held["piou"]["value"],
+                     metrics["pixel"]["piou_threshold"], metrics["piou"]])
+    table = tabulate(rows, ["metric", f"τ chosen on {held['chosen_on']}", "value at the held-out τ",
+                            "best τ on this split", "value at the best τ"], tablefmt="github",
+                     floatfmt=".2f", missingval="")
+    return f"{table}\n\nHeld-out list: {held['label_file']} ({held['num_images']} images)."
+
+
 def metrics_markdown(metrics, config):
     """The ``metrics.md`` text."""
     config_rows = [[key, value] for key, value in sorted(config.items())]
-    return "\n\n".join([
+    sections = [
         f"# Evaluation ({metrics['num_images']} images)",
         tabulate(config_rows, ["config", "value"], tablefmt="github"),
         "## Localization (reference protocol)", reference_table(metrics),
         "## MaxBoxAcc (wsolevaluation protocol)", box_accuracy_table(metrics),
-    ]) + "\n"
+    ]
+    if "pixel" in metrics:
+        sections += ["## PxAP (object masks, wsolevaluation)", pixel_table(metrics)]
+    if "held_out_tau" in metrics:
+        sections += [f"## τ chosen on the held-out split {metrics['held_out_tau']['chosen_on']}",
+                     held_out_table(metrics)]
+    return "\n\n".join(sections) + "\n"
 
 
 def _json_value(value):

@@ -3,7 +3,8 @@
 Usage::
 
     python -m utils.evaluation.scorer --cam_dir DIR --label_file FILE \\
-        [--protocol reference|wsolevaluation] [--cam_threshold T] [--single_contour] [--out metrics.json]
+        [--protocol reference|wsolevaluation] [--cam_threshold T] [--single_contour] [--mask_dir M]
+        [--out metrics.json]
 
 ``FILE`` has one GT box a line, ``name class x1 y1 x2 y2`` (whitespace separated;
 several lines with one name = several GT boxes, the first is the reference box;
@@ -12,19 +13,25 @@ blank lines are skipped; parsed by ``utils.data.labels``).  The CAM of ``name`` 
 included); boxes are in the CAM's own pixel frame.  ``--protocol`` picks the table
 printed; the JSON (``{"config", "metrics"}``, default ``./metrics.json``) holds every
 metric.  ``--single_contour`` makes the wsolevaluation boxes come from the largest
-contour only.  Bad input (a missing ``.npy``, an ``.npy`` not in the list, an array
+contour only.  ``--mask_dir M`` adds PxAP and PIoU (``utils.evaluation.pxap``) against
+the masks ``M/<name without its extension>.png`` (nonzero = object; a mask of another
+size than its CAM is resized to it with nearest-neighbour interpolation and counted;
+images without a mask are counted and left out of PxAP).  Bad input (a missing ``.npy``, an ``.npy`` not in the list, an array
 that is not 2-D, a malformed line) exits with code 2 and a one-line error naming the file.
 """
 import argparse
 import os
 import sys
 
+import cv2
 import numpy as np
 
 from utils.data.labels import LabelListError, read_label_list
+from utils.data.masks import MaskError, load_mask, mask_file, object_pixels
 from utils.evaluation import report
 from utils.errors import UserError
 from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
+from utils.evaluation.pxap import NoForegroundError
 
 
 class EvaluationInputError(UserError, ValueError):
@@ -60,8 +67,28 @@ def load_cam(path):
     return cam
 
 
-def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, multi_contour=True):
-    """Metrics of the CAMs ``cam_dir/<name>.npy`` against the boxes of ``label_file``."""
+def load_mask_for(mask_dir, name, cam_shape):
+    """``(object pixels in the CAM's frame or None, resized?)`` for list entry ``name``: the mask
+    ``mask_dir/<name>.png``, resized (nearest) to the CAM's size when it differs, as
+    wsolevaluation resizes masks to its score maps."""
+    path = mask_file(mask_dir, name)
+    if not os.path.isfile(path):
+        return None, False
+    try:
+        mask = load_mask(path)
+    except MaskError as error:
+        raise EvaluationInputError(str(error)) from None
+    resized = mask.shape != tuple(cam_shape)
+    if resized:
+        mask = cv2.resize(mask, (cam_shape[1], cam_shape[0]), interpolation=cv2.INTER_NEAREST)
+    return object_pixels(mask), resized
+
+
+def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, multi_contour=True, mask_dir=None):
+    """Metrics of the CAMs ``cam_dir/<name>.npy`` against the boxes of ``label_file`` (and,
+    with ``mask_dir``, PxAP against the masks ``mask_dir/<name>.png``)."""
+    if mask_dir is not None and not os.path.isdir(mask_dir):
+        raise EvaluationInputError(f"mask folder {mask_dir} not found")
     box_list = read_box_list(label_file)
     expected = {cam_file_name(name): name for name in box_list}
     found = {os.path.relpath(os.path.join(root, file), cam_dir)
@@ -74,10 +101,24 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
         raise EvaluationInputError(f"{os.path.join(cam_dir, missing[0])}: missing CAM for "
                                    f"{expected[missing[0]]!r} ({len(missing)} missing)")
     evaluator = WSOLEvaluator(cam_threshold=cam_threshold, multi_contour=multi_contour)
+    masks_resized = 0
     for file_name, name in expected.items():
         label, gt_boxes = box_list[name]
-        evaluator.add(load_cam(os.path.join(cam_dir, file_name)), gt_boxes, label=label)
-    return evaluator.compute()
+        cam = load_cam(os.path.join(cam_dir, file_name))
+        mask, resized = load_mask_for(mask_dir, name, cam.shape) if mask_dir else (None, False)
+        masks_resized += resized
+        evaluator.add(cam, gt_boxes, label=label, mask=mask)
+    try:
+        metrics = evaluator.compute()
+    except NoForegroundError as error:
+        raise EvaluationInputError(f"{mask_dir}: {error}") from None
+    if "pixel" in metrics:
+        metrics["mask_dir"] = mask_dir
+        metrics["pixel"]["masks_resized_to_the_cam"] = masks_resized
+    elif mask_dir:
+        raise EvaluationInputError(f"{mask_dir}: no mask for any image of {label_file} "
+                                   f"(expected e.g. {mask_file(mask_dir, next(iter(box_list)))})")
+    return metrics
 
 
 def main(argv=None):
@@ -89,18 +130,22 @@ def main(argv=None):
     parser.add_argument("--cam_threshold", type=float, default=DEFAULT_CAM_THRESHOLD)
     parser.add_argument("--single_contour", action="store_true",
                         help="wsolevaluation boxes from the largest contour only")
+    parser.add_argument("--mask_dir", default=None,
+                        help="object masks <mask_dir>/<name>.png (nonzero = object): adds PxAP and PIoU")
     parser.add_argument("--out", default="metrics.json", help="metrics JSON to write")
     args = parser.parse_args(argv)
     try:
         metrics = evaluate_cam_dir(args.cam_dir, args.label_file, args.cam_threshold,
-                                   multi_contour=not args.single_contour)
+                                   multi_contour=not args.single_contour, mask_dir=args.mask_dir)
     except EvaluationInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = report.reference_table if args.protocol == "reference" else report.box_accuracy_table
     print(table(metrics))
+    if "pixel" in metrics:
+        print(report.pixel_table(metrics))
     config = {key: getattr(args, key)
-              for key in ("cam_dir", "label_file", "protocol", "cam_threshold", "single_contour")}
+              for key in ("cam_dir", "label_file", "protocol", "cam_threshold", "single_contour", "mask_dir")}
     report.write_metrics_json(args.out, metrics, config)
     print(f"wrote {args.out}")
     return 0
