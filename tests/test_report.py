@@ -91,3 +91,20 @@ def test_example_panel_and_boxes(tmp_path):
     paths = save_examples(tmp_path / "examples", {"bird/001.jpg": panel})
     assert len(paths) == 1 and "/" not in paths[0].split("examples/")[1]
     assert cv2.imread(paths[0]).shape == panel.shape
+
+
+def test_metrics_markdown_starts_with_metrics_and_checkpoint(tmp_path):
+    metrics, records = evaluated_run()
+    metrics["checkpoint"] = "train_log/run/min-val-error-top1"
+    config = {"method": "E2Net", "arch": "vgg_gap", "gating_position": ["3", "4", "53"], "load": None,
+              "label_dir": "d" * 400, "model_spec": {"arch": "vgg_gap"}, "use_bn": 0, "evaluate": False}
+    paths = write_report(tmp_path, metrics, config, records)
+    text = open(paths["metrics.md"]).read()
+    lines = text.splitlines()
+    assert lines[0] == "# Evaluation: 12 images, τ = 0.30"
+    assert "train_log/run/min-val-error-top1" in lines[2]
+    assert text.index("GT-known Loc") < text.index("MaxBoxAccV2") < text.index("## Configuration")
+    config_rows = text[text.index("## Configuration"):].splitlines()[2:]
+    cells = [cell.strip() for row in config_rows for cell in row.split("|")[1:-1]]
+    assert max(len(cell) for cell in cells) == 60 and "3 4 53" in cells and "0" in cells
+    assert "load" not in cells and "model_spec" not in cells and "evaluate" not in cells

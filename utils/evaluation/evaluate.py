@@ -5,7 +5,9 @@ FC weights) the GT-class CAM of each head is computed without gradients, the hea
 are fused, the CAM is resized to the crop and handed to ``WSOLEvaluator``, which
 scores every threshold of both box protocols at once.  Results land in
 ``<log_dir>/result/`` (metrics.json, metrics.md, threshold_curve.png,
-predictions.tsv, examples/).
+predictions.tsv, examples/).  ``--save_cams DIR`` also writes every scored CAM as
+``DIR/<image path without extension>.npy`` (float32, crop frame) and the GT boxes in
+that frame as ``DIR/labels.txt``: the input of ``python -m utils.evaluation.scorer``.
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
@@ -21,13 +23,15 @@ from utils.compat import tf
 from utils.config import config_dict, model_spec
 from utils.data.dataflow import dataset_paths, get_eval_dataflow
 from utils.evaluation.metrics import WSOLEvaluator
-from utils.data.labels import read_class_names
+from utils.data.labels import LabelEntry, read_class_names, write_label_list
 from utils.evaluation.localization import resize_cam
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.evaluation.report import write_report
-from utils.evaluation.visualization import example_panel, save_examples
+from utils.evaluation.scorer import cam_file_name
+from utils.evaluation.visualization import readable_example, save_examples
 
 BEST_CHECKPOINT = "min-val-error-top1"
+SAVED_CAMS_LABELS = "labels.txt"
 
 
 def checkpoint_to_evaluate(args):
@@ -43,10 +47,12 @@ def checkpoint_to_evaluate(args):
     return latest
 
 
-def make_predictor(args, checkpoint):
+def make_predictor(args, checkpoint, extra_outputs=()):
+    """``(OfflinePredictor, number of heads)``; the predictor maps uint8 BGR crops to
+    ``top5, features_<head>..., fc_weights_<head>..., *extra_outputs``."""
     model = WSOLModel(model_spec(args))
     heads = model.head_names
-    outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads]
+    outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads] + list(extra_outputs)
     config = PredictConfig(model=model, session_init=CheckpointInit(checkpoint),
                            input_names=["input"], output_names=outputs)
     return OfflinePredictor(config), len(heads)
@@ -66,7 +72,9 @@ def evaluate(args):
                                  workers=args.workers, number_of_val=args.number_of_val)
     rule = fusion_rule(args.cam_fusion, args.arch_name)
     evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
-    records, panels, example_cams = [], {}, {}
+    class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
+    class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
+    records, panels, example_cams, saved_cams = [], {}, {}, []
     crop = (args.final_size, args.final_size)
     dataflow.reset_state()
     with get_tqdm(total=len(dataflow.entries), desc="evaluate") as progress:
@@ -80,17 +88,25 @@ def evaluate(args):
                 record = evaluator.add(cam, gt_boxes, int(labels[i]), top5[i])
                 record["image"] = dataflow.entries[index].path
                 records.append(record)
+                if args.save_cams:
+                    save_cam(args.save_cams, record["image"], cam)
+                    saved_cams.append(LabelEntry(record["image"], record["label"], gt_boxes))
                 if len(panels) < args.number_of_examples:
                     name = f"{len(panels):03d}_{os.path.splitext(os.path.basename(record['image']))[0]}"
-                    panels[name] = example_panel(images[i], {"CAM": cam}, gt_boxes, {"pred": record["box"]})
+                    panels[name] = readable_example(
+                        images[i], cam, gt_boxes, record["box"], class_name(class_names, record["label"]),
+                        class_name(class_names, record["top5"][0]), record["iou"], args.cam_threshold)
                     example_cams[name] = (images[i], cam, gt_boxes, np.array(record["box"]))
             progress.update(len(indices))
     metrics = evaluator.compute()
     metrics["checkpoint"] = checkpoint
     metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
     result_dir = os.path.join(args.log_dir, "result")
-    class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
-    class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
+    if args.save_cams:
+        write_label_list(os.path.join(args.save_cams, SAVED_CAMS_LABELS), saved_cams)
+        logger.info(f"{len(saved_cams)} CAMs written to {args.save_cams}; score them with: python -m "
+                    f"utils.evaluation.scorer --cam_dir {args.save_cams} --label_file "
+                    f"{os.path.join(args.save_cams, SAVED_CAMS_LABELS)} --cam_threshold {args.cam_threshold}")
     paths = write_report(result_dir, metrics, config_dict(args), records, class_names)
     save_examples(os.path.join(result_dir, "examples"), panels)
     save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), example_cams)
@@ -98,6 +114,18 @@ def evaluate(args):
         print(f.read())
     logger.info(f"Results written to {result_dir}")
     return metrics
+
+
+def class_name(class_names, index):
+    """``"<index> <name>"`` (or the index alone without class names)."""
+    return f"{index} {class_names[index]}" if class_names and 0 <= index < len(class_names) else str(index)
+
+
+def save_cam(cam_dir, image, cam):
+    """``cam_dir/<image without extension>.npy`` (the standalone scorer's layout)."""
+    path = os.path.join(cam_dir, cam_file_name(image))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, np.asarray(cam, np.float32))
 
 
 def save_example_arrays(path, example_cams):

@@ -4,9 +4,10 @@
 
 ``metrics.json``         ``{"config": ..., "metrics": ...}``; the metrics include the
                          threshold curves (``sweep``, ``box_accuracy``);
-``metrics.md``           GitHub-Markdown tables: the reference-protocol metrics at
-                         ``cam_threshold`` and at the sweep's best threshold, and
-                         wsolevaluation's MaxBoxAcc / MaxBoxAccV2;
+``metrics.md``           the checkpoint, then GitHub-Markdown tables: the reference-protocol
+                         metrics at ``cam_threshold`` and at the sweep's best threshold,
+                         wsolevaluation's MaxBoxAcc / MaxBoxAccV2, and last the configuration
+                         (compact: set values only, three a row, cells of at most 60 characters);
 ``threshold_curve.png``  localization accuracy against the CAM threshold;
 ``predictions.tsv``      one row per image: ``image``, ``label`` (and ``label_name``
                          when class names are given), ``top5`` (comma-joined),
@@ -28,6 +29,7 @@ PREDICTIONS_FILE = "predictions.tsv"
 
 METRIC_TITLES = (("top1_cls", "Top-1 Cls"), ("top5_cls", "Top-5 Cls"), ("gt_known_loc", "GT-known Loc"),
                  ("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"))
+CONFIG_CELL = 60          # longest configuration cell in metrics.md
 PREDICTION_FLAGS = ("gt_known", "top1_cls", "top5_cls", "top1_loc", "top5_loc")
 
 
@@ -54,14 +56,33 @@ def box_accuracy_table(metrics):
                     floatfmt=".2f", missingval="")
 
 
+def _config_text(value):
+    """A configuration value as a short cell: lists space-joined, at most CONFIG_CELL characters."""
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(item) for item in value)
+    text = str(value)
+    return text if len(text) <= CONFIG_CELL else text[:CONFIG_CELL - 1] + "…"
+
+
+def config_table(config, pairs_per_row=3):
+    """The configuration as a compact table: set values only (no ``None`` / ``False`` / empty,
+    no nested records such as ``model_spec``), ``pairs_per_row`` settings a row, sorted by name."""
+    cells = [[key, _config_text(value)] for key, value in sorted(config.items())
+             if value not in (None, False, "", []) and not isinstance(value, dict)]
+    rows = [sum(cells[start:start + pairs_per_row], []) for start in range(0, len(cells), pairs_per_row)]
+    return tabulate(rows, ["setting", "value"] * pairs_per_row, tablefmt="github", disable_numparse=True)
+
+
 def metrics_markdown(metrics, config):
-    """The ``metrics.md`` text."""
-    config_rows = [[key, value] for key, value in sorted(config.items())]
-    return "\n\n".join([
-        f"# Evaluation ({metrics['num_images']} images)",
-        tabulate(config_rows, ["config", "value"], tablefmt="github"),
+    """The ``metrics.md`` text: the metrics and the checkpoint first, the configuration last."""
+    checkpoint = metrics.get("checkpoint")
+    header = [f"# Evaluation: {metrics['num_images']} images, τ = {metrics['cam_threshold']:.2f}"]
+    if checkpoint:
+        header.append(f"Checkpoint: `{checkpoint}`")
+    return "\n\n".join(header + [
         "## Localization (reference protocol)", reference_table(metrics),
         "## MaxBoxAcc (wsolevaluation protocol)", box_accuracy_table(metrics),
+        "## Configuration", config_table(config),
     ]) + "\n"
 
 
