@@ -104,7 +104,7 @@ def test_metrics_markdown_starts_with_metrics_and_checkpoint(tmp_path):
     assert lines[0] == "# Evaluation: 12 images, τ = 0.30"
     assert "train_log/run/min-val-error-top1" in lines[2]
     assert text.index("GT-known Loc") < text.index("MaxBoxAccV2") < text.index("## Configuration")
-    config_rows = text[text.index("## Configuration"):].splitlines()[2:]
+    config_rows = text[text.index("## Configuration"):].splitlines()[4:]
     cells = [cell.strip() for row in config_rows for cell in row.split("|")[1:-1]]
     assert max(len(cell) for cell in cells) == 60 and "3 4 53" in cells and "0" in cells
     assert "load" not in cells and "model_spec" not in cells and "evaluate" not in cells
