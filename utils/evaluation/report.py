@@ -68,7 +68,7 @@ def config_table(config, pairs_per_row=3):
     """The configuration as a compact table: set values only (no ``None`` / ``False`` / empty,
     no nested records such as ``model_spec``), ``pairs_per_row`` settings a row, sorted by name."""
     cells = [[key, _config_text(value)] for key, value in sorted(config.items())
-             if value not in (None, False, "", []) and not isinstance(value, dict)]
+             if not (value is None or value is False or value in ("", []) or isinstance(value, dict))]
     rows = [sum(cells[start:start + pairs_per_row], []) for start in range(0, len(cells), pairs_per_row)]
     return tabulate(rows, ["setting", "value"] * pairs_per_row, tablefmt="github", disable_numparse=True)
 
