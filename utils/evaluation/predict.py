@@ -234,7 +234,7 @@ def predict_images(args, paths, out_dir, cam_class=None, cam_threshold=None, vie
                                             cam_threshold, class_names, view)
                     record["cam_threshold_source"] = tau_source
                     name = overlay_name(len(records), path)
-                    record["overlay"] = write_overlay(out_dir, name, image, record, class_names)
+                    record["overlay"] = write_overlay(out_dir, name, image, record)
                     if save_cams:
                         record["cam"] = os.path.join("cams", name + ".npy")
                         np.save(os.path.join(out_dir, record["cam"]), record.pop("_cam_view"))
@@ -267,7 +267,7 @@ def predict_record(path, image, scores, cam, cam_class, transform, size, cam_thr
             "view_region": [round(float(v), 3) for v in region], "_cam_view": cam_view}
 
 
-def write_overlay(out_dir, name, image, record, class_names):
+def write_overlay(out_dir, name, image, record):
     """``out_dir/overlays/<name>.png``; returns its path relative to ``out_dir``."""
     top1 = record["top5"][0]
     lines = [f"top-1: {top1['name']} ({top1['score']:.2f})",

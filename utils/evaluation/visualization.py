@@ -92,6 +92,11 @@ CAPTION_LINE = 22              # caption line height (pixels) of readable pictur
 CAPTION_SCALE = 0.55
 
 
+def _caption_width(lines):
+    """Pixels needed to show every line of a caption."""
+    return max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, 1)[0][0] for line in lines) + 12
+
+
 def _caption(lines, width, colors=None):
     """A black strip ``width`` wide holding one text line per entry (colours per line, BGR)."""
     strip = np.zeros((CAPTION_LINE * len(lines) + 6, width, 3), np.uint8)
@@ -128,7 +133,8 @@ def readable_example(image, cam, gt_boxes, pred_box, class_name, predicted_name,
 def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
     """The heat map of ``cam`` blended into ``image`` over ``cam_region = (x1, y1, x2, y2)``
     (the part of the image the network saw), the box ``[x1, y1, x2, y2]`` in red at its
-    pixels, and ``label_lines`` in a strip under the image (image pixels keep their place)."""
+    pixels, and ``label_lines`` in a strip under the image; an image too narrow for the
+    text is padded with black on the right (image pixels keep their place)."""
     canvas = image.copy()
     x1, y1, x2, y2 = (int(round(v)) for v in cam_region)
     x1, y1 = max(0, x1), max(0, y1)
@@ -136,4 +142,6 @@ def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
     if x2 > x1 and y2 > y1:
         canvas[y1:y2, x1:x2] = heatmap_overlay(canvas[y1:y2, x1:x2], cam, alpha)
     _draw_box(canvas, box, PRED_COLOR)
-    return np.vstack([canvas, _caption(label_lines, canvas.shape[1])])
+    width = max(canvas.shape[1], _caption_width(label_lines))
+    canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, width - canvas.shape[1], cv2.BORDER_CONSTANT, value=0)
+    return np.vstack([canvas, _caption(label_lines, width)])
