@@ -111,8 +111,8 @@ def test_readme_predict_command_maps_boxes_to_original_pixels(trained, predictor
         np.testing.assert_allclose(cam, resize_cam(cams[0], (SIZE, SIZE)), rtol=1e-4, atol=1e-4)
         assert record["box_in_view"] == reference_box(normalize_cam(cam), TAU).tolist()
         x1, y1, x2, y2 = record["box_in_view"]
-        by_hand = [round(x1 * width / SIZE), round(y1 * height / SIZE), round(x2 * width / SIZE),
-                   round(y2 * height / SIZE)]
+        by_hand = [int(x1 * width / SIZE + 0.5), int(y1 * height / SIZE + 0.5), int(x2 * width / SIZE + 0.5),
+                   int(y2 * height / SIZE + 0.5)]
         assert record["box"] == by_hand == [int(row[k]) for k in ("x1", "y1", "x2", "y2")]
         whole_box += record["box_in_view"] == [0, 0, SIZE, SIZE]
         overlay = cv2.imread(str(out / record["overlay"]))
@@ -139,8 +139,8 @@ def test_centre_crop_view_and_class_by_name(trained, images, tmp_path):
         cam = np.load(out / record["cam"])
         assert record["box_in_view"] == reference_box(normalize_cam(cam), TAU).tolist()
         x1, y1, x2, y2 = record["box_in_view"]
-        assert record["box"] == [round((x1 + 16) * width / 80), round((y1 + 16) * height / 80),
-                                 round((x2 + 16) * width / 80), round((y2 + 16) * height / 80)]
+        assert record["box"] == [int((x1 + 16) * width / 80 + 0.5), int((y1 + 16) * height / 80 + 0.5),
+                                 int((x2 + 16) * width / 80 + 0.5), int((y2 + 16) * height / 80 + 0.5)]
 
 
 def test_predict_bad_class_is_one_line(trained, images, tmp_path, capsys):
@@ -148,6 +148,9 @@ def test_predict_bad_class_is_one_line(trained, images, tmp_path, capsys):
     _, log_dir = trained
     assert run_main(["--log_dir", str(log_dir), images[1][0], "--out", str(tmp_path), "--class", "7"]) == 2
     assert capsys.readouterr().err.strip() == "predict.py: error: --class 7: outside [0, 4)"
+    assert run_main(["--log_dir", str(log_dir), *images[1][3:], "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f"predict.py: error: none of the 2 images could be read (see {tmp_path}/skipped.tsv)"
 
 
 def test_default_threshold_is_the_newest_evaluation(tmp_path):
@@ -244,3 +247,13 @@ def test_scorer_on_saved_cams_reproduces_evaluate(trained, tmp_path):
     assert len(examples) == 2
     panel = cv2.imread(str(examples[0]))
     assert panel.shape[1] >= 3 * 224 and panel.shape[0] > 224         # three cells of >= 224 px, captions
+
+
+def test_crop_boxes_to_original_inverts_the_crop_transform():
+    from utils.data.transforms import crop_boxes_to_original, eval_boxes
+    boxes = np.array([[10, 20, 150, 90], [0, 0, 199, 99]], np.float64)
+    in_crop = eval_boxes(boxes, (100, 200), 48)          # resize to 80, centre crop 48 at offset 16
+    np.testing.assert_array_equal(in_crop, np.trunc(boxes * np.array([80 / 200, 80 / 100] * 2) - 16))
+    back = crop_boxes_to_original(in_crop, (100, 200), 80, 16)
+    np.testing.assert_allclose(back, (in_crop + 16) * np.array([200 / 80, 100 / 80] * 2))
+    assert np.all(np.abs(back - boxes) < np.array([2.5, 1.25] * 2))   # within one crop pixel of the box

@@ -101,7 +101,7 @@ def crop_boxes_to_original(boxes, orig_hw, resize, offset):
     (float64, not rounded)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     height, width = orig_hw
-    return (boxes + offset) * np.array([width / resize, height / resize] * 2)
+    return (boxes + offset) * np.array([width, height] * 2, np.float64) / resize
 
 
 def is_bad_image_marker(datapoint):

@@ -13,7 +13,7 @@ network in one of two views:
 Per image: the top-5 classes with softmax scores, the fused CAM of the top-1 class
 (or of ``--class``), the reference-protocol box at ``--cam_threshold`` in the view
 (``reference_box``) and that box mapped back to the ORIGINAL image's pixels
-(``x -> (x + offset) * W / resize``, rounded to integers; offset 0 and resize =
+(``x -> (x + offset) * W / resize``, rounded half up to integers; offset 0 and resize =
 ``final_size`` for the ``resize`` view).  Written to ``--out``: ``predictions.jsonl``,
 ``predictions.csv``, ``overlays/<n>_<name>.png`` (heat map over the part of the image
 the network saw, box in red, label underneath) and, for unreadable files,
@@ -216,29 +216,16 @@ def predict_images(args, paths, out_dir, cam_class=None, cam_threshold=None, vie
         writer = csv.DictWriter(table, CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for start in range(0, len(paths), batch_size):
-            batch = []
-            for path in paths[start:start + batch_size]:
-                image, reason = decode_image(path)
-                if image is None:
-                    skipped.append((path, reason))
-                    print(f"predict.py: skipped {path}: {reason}", file=sys.stderr)
-                else:
-                    batch.append((path, image, *network_view(image, size, view)))
+            batch = read_batch(paths[start:start + batch_size], size, view, skipped)
             if batch:
-                classes = None if cam_class is None else [cam_class] * len(batch)
-                logits, cams = predictor([crop for _, _, crop, _, _ in batch], classes)
-                scores = softmax(logits)
-                for (path, image, _, resize, offset), row_scores, row_logits, cam in zip(batch, scores, logits, cams):
+                logits, cams = predictor([crop for _, _, crop, _ in batch],
+                                         None if cam_class is None else [cam_class] * len(batch))
+                for (path, image, _, transform), row_logits, cam in zip(batch, logits, cams):
                     shown = cam_class if cam_class is not None else int(np.argmax(row_logits))
-                    record = predict_record(path, image, row_scores, cam, shown, (resize, offset), size,
+                    record = predict_record(path, image, softmax(row_logits), cam, shown, transform, size,
                                             cam_threshold, class_names, view)
                     record["cam_threshold_source"] = tau_source
-                    name = overlay_name(len(records), path)
-                    record["overlay"] = write_overlay(out_dir, name, image, record)
-                    if save_cams:
-                        record["cam"] = os.path.join("cams", name + ".npy")
-                        np.save(os.path.join(out_dir, record["cam"]), record.pop("_cam_view"))
-                    record.pop("_cam_view", None)
+                    write_picture_and_cam(out_dir, overlay_name(len(records), path), image, record, save_cams)
                     records.append(record)
                     jsonl.write(json.dumps(record) + "\n")
                     writer.writerow(csv_row(record))
@@ -246,7 +233,24 @@ def predict_images(args, paths, out_dir, cam_class=None, cam_threshold=None, vie
     if skipped:
         with open(os.path.join(out_dir, "skipped.tsv"), "w") as f:
             f.write("path\treason\n" + "".join(f"{path}\t{reason}\n" for path, reason in skipped))
+    if not records:
+        raise PredictError(f"none of the {len(paths)} images could be read (see {out_dir}/skipped.tsv)")
     return records, skipped
+
+
+def read_batch(paths, size, view, skipped):
+    """``[(path, image, crop, (resize, offset))]`` of the readable ``paths``; the others are
+    named on stderr and appended to ``skipped`` as ``(path, reason)``."""
+    batch = []
+    for path in paths:
+        image, reason = decode_image(path)
+        if image is None:
+            skipped.append((path, reason))
+            print(f"predict.py: skipped {path}: {reason}", file=sys.stderr)
+        else:
+            crop, resize, offset = network_view(image, size, view)
+            batch.append((path, image, crop, (resize, offset)))
+    return batch
 
 
 def predict_record(path, image, scores, cam, cam_class, transform, size, cam_threshold, class_names, view):
@@ -256,7 +260,7 @@ def predict_record(path, image, scores, cam, cam_class, transform, size, cam_thr
     height, width = image.shape[:2]
     cam_view = resize_cam(cam, (size, size))
     box_view = reference_box(normalize_cam(cam_view), cam_threshold)
-    box = np.round(crop_boxes_to_original(box_view, (height, width), resize, offset)[0]).astype(int)
+    box = np.floor(crop_boxes_to_original(box_view, (height, width), resize, offset)[0] + 0.5).astype(int)
     region = crop_boxes_to_original([0, 0, size, size], (height, width), resize, offset)[0]
     return {"image": path, "width": width, "height": height,
             "top5": [{"class": int(c), "name": name_of(class_names, int(c)), "score": float(scores[c])}
@@ -267,16 +271,20 @@ def predict_record(path, image, scores, cam, cam_class, transform, size, cam_thr
             "view_region": [round(float(v), 3) for v in region], "_cam_view": cam_view}
 
 
-def write_overlay(out_dir, name, image, record):
-    """``out_dir/overlays/<name>.png``; returns its path relative to ``out_dir``."""
+def write_picture_and_cam(out_dir, name, image, record, save_cams):
+    """``overlays/<name>.png`` (and ``cams/<name>.npy``) of a record, which gets their paths
+    (relative to ``out_dir``) and loses its in-memory CAM."""
+    cam_view = record.pop("_cam_view")
     top1 = record["top5"][0]
     lines = [f"top-1: {top1['name']} ({top1['score']:.2f})",
              f"box: CAM of {record['cam_class_name']}, tau {record['cam_threshold']:.2f}"]
-    picture = prediction_overlay(image, record["_cam_view"], record["view_region"], record["box"], lines)
-    relative = os.path.join("overlays", name + ".png")
-    if not cv2.imwrite(os.path.join(out_dir, relative), picture):
-        raise PredictError(f"{os.path.join(out_dir, relative)}: cannot write the overlay")
-    return relative
+    picture = prediction_overlay(image, cam_view, record["view_region"], record["box"], lines)
+    record["overlay"] = os.path.join("overlays", name + ".png")
+    if not cv2.imwrite(os.path.join(out_dir, record["overlay"]), picture):
+        raise PredictError(f"{os.path.join(out_dir, record['overlay'])}: cannot write the overlay")
+    if save_cams:
+        record["cam"] = os.path.join("cams", name + ".npy")
+        np.save(os.path.join(out_dir, record["cam"]), cam_view.astype(np.float32))
 
 
 def build_parser():
@@ -306,6 +314,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
         raise PredictError("--batch_size must be positive")
+    if args.cam_threshold is not None and not 0 <= args.cam_threshold < 1:
+        raise PredictError(f"--cam_threshold must be in [0, 1), got {args.cam_threshold}")
     paths = collect_images(args.images, args.image_root)
     run = run_config(args.load or args.log_dir, gpu_present=compat.gpu_available())
     records, skipped = predict_images(run, paths, args.out, args.cam_class, args.cam_threshold, args.view,
