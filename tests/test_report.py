@@ -108,3 +108,19 @@ def test_metrics_markdown_starts_with_metrics_and_checkpoint(tmp_path):
     cells = [cell.strip() for row in config_rows for cell in row.split("|")[1:-1]]
     assert max(len(cell) for cell in cells) == 60 and "3 4 53" in cells and "0" in cells
     assert "load" not in cells and "model_spec" not in cells and "evaluate" not in cells
+
+
+def test_readable_example_and_prediction_overlay():
+    from utils.evaluation.visualization import prediction_overlay, readable_example
+    image = np.full((32, 32, 3), 128, np.uint8)
+    cam = np.zeros((4, 4))
+    cam[1:3, 1:3] = 1
+    panel = readable_example(image, cam, [[2, 2, 20, 20]], [4, 4, 24, 24], "0 bird", "1 cat", 0.42, 0.2)
+    assert panel.shape[1] == 3 * 32 * 7 and panel.shape[0] > 32 * 7 + 4 * 20      # 7x: cells of 224 px
+    boxes_cell = panel[20:20 + 224, 2 * 224:]
+    assert tuple(boxes_cell[100, 2 * 7]) == GT_COLOR and tuple(boxes_cell[100, 4 * 7]) == PRED_COLOR
+    assert panel[20 + 224:].any()                                                 # the caption is written
+    overlay = prediction_overlay(np.zeros((30, 20, 3), np.uint8), cam, (0, 0, 20, 30), [3, 4, 15, 25], ["top-1: a"])
+    assert overlay.shape[0] > 30 and overlay.shape[1] > 20                         # strip below, padded right
+    assert tuple(overlay[10, 3]) == PRED_COLOR and tuple(overlay[4, 9]) == PRED_COLOR
+    assert not overlay[:30, 20:].any()                                             # padding stays black
