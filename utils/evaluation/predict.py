@@ -30,6 +30,7 @@ import sys
 
 import cv2
 import numpy as np
+from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
 from utils.config import run_config
@@ -57,16 +58,20 @@ class PredictError(UserError, ValueError):
 
 def class_names_of(args):
     """Class names of a run: its own ``words.txt``, else the one beside its train list,
-    else ``None``."""
+    else ``None``.  A model with more outputs than names (ResNet50-SE on CUB has 1000, as
+    released) names the extra classes by their index, with a warning."""
     from utils.data.dataflow import dataset_paths
     label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     for path in (os.path.join(args.log_dir, CLASS_NAMES_FILE), os.path.join(os.path.dirname(label_file),
                                                                             CLASS_NAMES_FILE)):
         if os.path.isfile(path):
             names = read_class_names(path)
-            if len(names) != args.number_of_class:
+            if len(names) > args.number_of_class:
                 raise PredictError(f"{path}: {len(names)} class names for a {args.number_of_class}-class model")
-            return names
+            if len(names) < args.number_of_class:
+                logger.warn(f"{path} names {len(names)} of the model's {args.number_of_class} classes; "
+                            f"classes {len(names)}-{args.number_of_class - 1} are named by their index")
+            return names + [str(i) for i in range(len(names), args.number_of_class)]
     return None
 
 
