@@ -58,6 +58,9 @@ def fused_cam(head_features, head_weights, classes, rule):
     if rule == "mean_weights_max_maps":
         return _class_cams(tf.reduce_max(tf.stack(head_features), axis=0),
                            tf.reduce_mean(tf.stack(head_weights), axis=0), classes)
+    if rule == "mean_weights_first_max":   # released ResNet rule (main, issue 16): max(mean(W)·F_3x3, W_1x3·F_1x3, ...)
+        head_weights = [tf.reduce_mean(tf.stack(head_weights), axis=0)] + list(head_weights[1:])
+        rule = "max"
     cams = tf.stack([_class_cams(f, w, classes) for f, w in zip(head_features, head_weights)])
     if rule == "max":
         return tf.reduce_max(cams, axis=0)
