@@ -243,9 +243,7 @@ def test_scorer_on_saved_cams_reproduces_evaluate(trained, tmp_path):
     for key in ("thresholds", "gt_known_loc", "best_threshold"):
         assert scored["sweep"][key] == evaluated["sweep"][key], key
     assert scored["sweep"]["best"]["gt_known_loc"] == evaluated["sweep"]["best"]["gt_known_loc"]
-    examples = sorted((log_dir / "result" / "examples").glob("*.png"))
-    assert len(examples) == 2
-    panel = cv2.imread(str(examples[0]))
+    panel = cv2.imread(str(next((log_dir / "result" / "examples").glob("000_*.png"))))
     assert panel.shape[1] >= 3 * 224 and panel.shape[0] > 224         # three cells of >= 224 px, captions
 
 
