@@ -91,3 +91,36 @@ def test_example_panel_and_boxes(tmp_path):
     paths = save_examples(tmp_path / "examples", {"bird/001.jpg": panel})
     assert len(paths) == 1 and "/" not in paths[0].split("examples/")[1]
     assert cv2.imread(paths[0]).shape == panel.shape
+
+
+def test_metrics_markdown_starts_with_metrics_and_checkpoint(tmp_path):
+    metrics, records = evaluated_run()
+    metrics["checkpoint"] = "train_log/run/min-val-error-top1"
+    config = {"method": "E2Net", "arch": "vgg_gap", "gating_position": ["3", "4", "53"], "load": None,
+              "label_dir": "d" * 400, "model_spec": {"arch": "vgg_gap"}, "use_bn": 0, "evaluate": False}
+    paths = write_report(tmp_path, metrics, config, records)
+    text = open(paths["metrics.md"]).read()
+    lines = text.splitlines()
+    assert lines[0] == "# Evaluation: 12 images, τ = 0.30"
+    assert "train_log/run/min-val-error-top1" in lines[2]
+    assert text.index("GT-known Loc") < text.index("MaxBoxAccV2") < text.index("## Configuration")
+    config_rows = text[text.index("## Configuration"):].splitlines()[4:]
+    cells = [cell.strip() for row in config_rows for cell in row.split("|")[1:-1]]
+    assert max(len(cell) for cell in cells) == 60 and "3 4 53" in cells and "0" in cells
+    assert "load" not in cells and "model_spec" not in cells and "evaluate" not in cells
+
+
+def test_readable_example_and_prediction_overlay():
+    from utils.evaluation.visualization import prediction_overlay, readable_example
+    image = np.full((32, 32, 3), 128, np.uint8)
+    cam = np.zeros((4, 4))
+    cam[1:3, 1:3] = 1
+    panel = readable_example(image, cam, [[2, 2, 20, 20]], [4, 4, 24, 24], "0 bird", "1 cat", 0.42, 0.2)
+    assert panel.shape[1] == 3 * 32 * 7 and panel.shape[0] > 32 * 7 + 4 * 20      # 7x: cells of 224 px
+    boxes_cell = panel[20:20 + 224, 2 * 224:]
+    assert tuple(boxes_cell[100, 2 * 7]) == GT_COLOR and tuple(boxes_cell[100, 4 * 7]) == PRED_COLOR
+    assert panel[20 + 224:].any()                                                 # the caption is written
+    overlay = prediction_overlay(np.zeros((30, 20, 3), np.uint8), cam, (0, 0, 20, 30), [3, 4, 15, 25], ["top-1: a"])
+    assert overlay.shape[0] > 30 and overlay.shape[1] > 20                         # strip below, padded right
+    assert tuple(overlay[10, 3]) == PRED_COLOR and tuple(overlay[4, 9]) == PRED_COLOR
+    assert not overlay[:30, 20:].any()                                             # padding stays black

@@ -152,6 +152,9 @@ def build_parser():
     g.add_argument("--tau_split", default=None, metavar="LIST",
                    help="choose tau on this held-out fully-annotated list (a label list or metadata folder "
                         "path, or a split name such as train_fullsup) and apply it to the val list")
+    g.add_argument("--save_cams", default=None, metavar="DIR",
+                   help="also write every evaluated CAM as DIR/<image>.npy with DIR/labels.txt "
+                        "(the input of python -m utils.evaluation.scorer)")
     return p
 
 
@@ -344,3 +347,31 @@ def config_dict(args):
     record.update(method=args.method_name, dataset=args.dataset_name, arch=args.arch_name)
     record["model_spec"] = asdict(model_spec(args))
     return record
+
+
+def run_config(log_dir_or_ckpt, gpu_present=False):
+    """The resolved configuration of a trained run, read from its ``config.json``.
+
+    ``log_dir_or_ckpt`` is a run folder or a checkpoint path inside one (then it becomes
+    ``load``).  Training-only placement (GPUs, trainer, cluster) is dropped and the data
+    format is chosen for this machine; every model flag comes from the file.
+    """
+    path = os.path.normpath(log_dir_or_ckpt)
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    config_file = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"{config_file}: no such file ({log_dir_or_ckpt} is not a run folder written by train.py)")
+    try:
+        with open(config_file) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{config_file}: cannot read it ({e})") from None
+    args = build_parser().parse_args([])
+    for key, value in record.items():
+        if hasattr(args, key):
+            setattr(args, key, value)
+    args.log_dir = run_dir
+    args.load = None if path == run_dir else path
+    args.gpu, args.trainer, args.cluster, args.job, args.task = None, "replicated", None, None, None
+    args.data_format, args.is_data_format_nhwc = None, False
+    return resolve(args, gpu_present=gpu_present)

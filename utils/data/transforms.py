@@ -86,6 +86,24 @@ def _resize_and_crop(image, resize, final_size, crop_xy):
     return resized[y:y + final_size, x:x + final_size]
 
 
+def centre_crop_view(image, final_size):
+    """The evaluation view of an image: resized to ``final_size + 32`` squared, centre
+    ``final_size`` crop; returns ``(crop, resize, offset)``."""
+    resize = final_size + RESIZE_MARGIN
+    offset = centre_crop_offset(resize, final_size)
+    return _resize_and_crop(image, resize, final_size, (offset, offset)), resize, offset
+
+
+def crop_boxes_to_original(boxes, orig_hw, resize, offset):
+    """Inverse of the box transform: boxes ``[n,4]`` in the frame of a crop at ``(offset, offset)``
+    of the image resized to ``resize`` squared, back in the pixels of the original ``orig_hw =
+    (H, W)`` image: ``x -> (x + offset) * W / resize``, ``y -> (y + offset) * H / resize``
+    (float64, not rounded)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    height, width = orig_hw
+    return (boxes + offset) * np.array([width, height] * 2, np.float64) / resize
+
+
 def is_bad_image_marker(datapoint):
     """True for the ``[BAD_IMAGE_TAG, path, reason]`` the map functions return."""
     return isinstance(datapoint[0], str) and datapoint[0] == BAD_IMAGE_TAG

@@ -8,7 +8,9 @@ object mask mapped into the crop (``utils.data.masks``) when a mask folder exist
 With ``--tau_split`` a first pass over that held-out list chooses the thresholds
 (``utils.evaluation.held_out``) that are then applied to the evaluation list.  Results land in
 ``<log_dir>/result/`` (metrics.json, metrics.md, threshold_curve.png,
-predictions.tsv, examples/).
+predictions.tsv, examples/).  ``--save_cams DIR`` also writes every scored CAM of the
+evaluation list as ``DIR/<image path without extension>.npy`` (float32, crop frame) and
+the GT boxes in that frame as ``DIR/labels.txt``: the input of ``python -m utils.evaluation.scorer``.
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
@@ -27,13 +29,15 @@ from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
 from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels
 from utils.evaluation.pxap import NoForegroundError
-from utils.data.labels import read_class_names
+from utils.data.labels import LabelEntry, read_class_names, write_label_list
 from utils.evaluation.localization import resize_cam
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.evaluation.report import write_report
-from utils.evaluation.visualization import example_panel, save_examples
+from utils.evaluation.scorer import cam_file_name
+from utils.evaluation.visualization import readable_example, save_examples
 
 BEST_CHECKPOINT = "min-val-error-top1"
+SAVED_CAMS_LABELS = "labels.txt"
 
 
 def checkpoint_to_evaluate(args):
@@ -49,10 +53,12 @@ def checkpoint_to_evaluate(args):
     return latest
 
 
-def make_predictor(args, checkpoint):
+def make_predictor(args, checkpoint, extra_outputs=()):
+    """``(OfflinePredictor, number of heads)``; the predictor maps uint8 BGR crops to
+    ``top5, features_<head>..., fc_weights_<head>..., *extra_outputs``."""
     model = WSOLModel(model_spec(args))
     heads = model.head_names
-    outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads]
+    outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads] + list(extra_outputs)
     config = PredictConfig(model=model, session_init=CheckpointInit(checkpoint),
                            input_names=["input"], output_names=outputs)
     return OfflinePredictor(config), len(heads)
@@ -83,11 +89,12 @@ def tau_split_list(args):
 
 
 class EvaluationPass:
-    """One pass of the network over a list: every metric (``metrics``), per-image records
-    and the first ``number_of_examples`` example panels."""
+    """One pass of the network over a list: every metric (``metrics``), per-image records,
+    the first ``number_of_examples`` example panels and, with ``save_cams``, every CAM."""
 
-    def __init__(self, predictor, num_heads, args, masks):
+    def __init__(self, predictor, num_heads, args, masks, class_names=None, save_cams=None):
         self.predictor, self.num_heads, self.args, self.masks = predictor, num_heads, args, masks
+        self.class_names, self.save_cams, self.saved_cams = class_names, save_cams, []
         self.rule = fusion_rule(args.cam_fusion, args.arch_name)
         self.records, self.panels, self.example_cams = [], {}, {}
 
@@ -110,9 +117,14 @@ class EvaluationPass:
                                            mask=self._mask(dataflow, index))
                     record["image"] = dataflow.entries[index].path
                     self.records.append(record)
+                    if self.save_cams:
+                        save_cam(self.save_cams, record["image"], cam)
+                        self.saved_cams.append(LabelEntry(record["image"], record["label"], gt_boxes))
                     if len(self.panels) < number_of_examples:
                         name = f"{len(self.panels):03d}_{os.path.splitext(os.path.basename(record['image']))[0]}"
-                        self.panels[name] = example_panel(images[i], {"CAM": cam}, gt_boxes, {"pred": record["box"]})
+                        self.panels[name] = readable_example(
+                            images[i], cam, gt_boxes, record["box"], class_name(self.class_names, record["label"]),
+                            class_name(self.class_names, record["top5"][0]), record["iou"], args.cam_threshold)
                         self.example_cams[name] = (images[i], cam, gt_boxes, np.array(record["box"]))
                 progress.update(len(indices))
         try:
@@ -120,6 +132,11 @@ class EvaluationPass:
         except NoForegroundError as error:
             raise MaskError(f"{self.masks.mask_dir}: {error} for the images of {label_file}") from None
         self.metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
+        if self.save_cams:
+            write_label_list(os.path.join(self.save_cams, SAVED_CAMS_LABELS), self.saved_cams)
+            logger.info(f"{len(self.saved_cams)} CAMs written to {self.save_cams}; score them with: python -m "
+                        f"utils.evaluation.scorer --cam_dir {self.save_cams} --label_file "
+                        f"{os.path.join(self.save_cams, SAVED_CAMS_LABELS)} --cam_threshold {args.cam_threshold}")
         if self.masks is not None:
             self.metrics["mask_dir"] = self.masks.mask_dir
             if "pixel" not in self.metrics:
@@ -145,7 +162,9 @@ def evaluate(args):
     if args.tau_split:
         split_name, tau_file = tau_split_list(args)
         held_out = EvaluationPass(predictor, num_heads, args, masks).run(tau_file, image_root, desc="held-out τ")
-    evaluation = EvaluationPass(predictor, num_heads, args, masks)
+    class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
+    class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
+    evaluation = EvaluationPass(predictor, num_heads, args, masks, class_names, args.save_cams)
     metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
     metrics["checkpoint"] = checkpoint
     metrics["tau_chosen_on"] = split_name if held_out else "the evaluation list (best τ searched on it)"
@@ -153,8 +172,6 @@ def evaluate(args):
         metrics["held_out_tau"] = {"label_file": tau_file, "bad_images": held_out["bad_images"],
                                    **held_out_selection(held_out, metrics, split_name)}
     result_dir = os.path.join(args.log_dir, "result")
-    class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
-    class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
     paths = write_report(result_dir, metrics, config_dict(args), evaluation.records, class_names)
     save_examples(os.path.join(result_dir, "examples"), evaluation.panels)
     save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), evaluation.example_cams)
@@ -162,6 +179,18 @@ def evaluate(args):
         print(f.read())
     logger.info(f"Results written to {result_dir}")
     return metrics
+
+
+def class_name(class_names, index):
+    """``"<index> <name>"`` (or the index alone without class names)."""
+    return f"{index} {class_names[index]}" if class_names and 0 <= index < len(class_names) else str(index)
+
+
+def save_cam(cam_dir, image, cam):
+    """``cam_dir/<image without extension>.npy`` (the standalone scorer's layout)."""
+    path = os.path.join(cam_dir, cam_file_name(image))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, np.asarray(cam, np.float32))
 
 
 def save_example_arrays(path, example_cams):

@@ -6,7 +6,9 @@ Each ``LOG_DIR/result/metrics.json`` (written by ``utils.evaluation.report``) gi
 from its ``config`` (``method``, ``dataset``, ``arch``) and metrics.  Published
 reference numbers, with their sources, live in ``utils/evaluation/published_results.json``;
 a number without a source is left empty.  Rows are ordered by dataset, backbone
-and method, published rows before this project's runs.
+and method, published rows before this project's runs.  The last column marks runs
+not at the published setting (width multiplier != 1, input size != 224, a data set
+other than CUB / ILSVRC) so that they cannot be mistaken for reproductions.
 """
 import argparse
 import json
@@ -23,6 +25,7 @@ COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc"
            ("top1_cls", "Top-1 Cls"), ("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"))
 DATASETS = ("CUB", "ILSVRC")
 ARCH_NAMES = {"vgg_gap": "VGG16-GAP", "resnet": "ResNet50-SE"}
+PUBLISHED_WIDTH, PUBLISHED_SIZE = 1.0, 224
 
 
 def _method_name(name):
@@ -40,6 +43,16 @@ def load_published(path=PUBLISHED_RESULTS):
             for entry in published["results"]]
 
 
+def setting_note(config):
+    """"" at the published setting, else ``"NOT the published setting: width 0.125, 32 px, SYNTH"``."""
+    width = float(config.get("width_multiplier", PUBLISHED_WIDTH))
+    size = int(config.get("final_size", PUBLISHED_SIZE))
+    differences = ([f"width {width:g}"] if width != PUBLISHED_WIDTH else []) + \
+        ([f"{size} px"] if size != PUBLISHED_SIZE else []) + \
+        ([str(config["dataset"])] if config["dataset"] not in DATASETS else [])
+    return "NOT the published setting: " + ", ".join(differences) if differences else ""
+
+
 def load_run(log_dir):
     """The row of one run from ``log_dir/result/metrics.json``."""
     path = os.path.join(log_dir, "result", "metrics.json")
@@ -52,7 +65,7 @@ def load_run(log_dir):
         raise ValueError(f"{path}: config lacks {', '.join(missing)}")
     config, metrics = run["config"], run["metrics"]
     return {"method": _method_name(config["method"]), "dataset": config["dataset"], "arch": config["arch"],
-            "source": f"this project ({log_dir})", "published": False,
+            "source": f"this project ({log_dir})", "published": False, "setting": setting_note(config),
             **{key: metrics.get(key) for key, _ in COLUMNS}}
 
 
@@ -67,8 +80,8 @@ def format_table(rows):
     """Markdown table of rows (method x dataset x backbone; the paper's columns)."""
     rows = sorted(rows, key=_order)
     body = [[row["method"], row["dataset"], ARCH_NAMES.get(row["arch"], row["arch"]),
-             *(row.get(key) for key, _ in COLUMNS), row["source"]] for row in rows]
-    headers = ["Method", "Dataset", "Backbone", *(title for _, title in COLUMNS), "Source"]
+             *(row.get(key) for key, _ in COLUMNS), row["source"], row.get("setting", "")] for row in rows]
+    headers = ["Method", "Dataset", "Backbone", *(title for _, title in COLUMNS), "Source", "Setting"]
     return tabulate(body, headers, tablefmt="github", floatfmt=".2f", missingval="")
 
 

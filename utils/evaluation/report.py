@@ -4,11 +4,12 @@
 
 ``metrics.json``         ``{"config": ..., "metrics": ...}``; the metrics include the
                          threshold curves (``sweep``, ``box_accuracy``);
-``metrics.md``           GitHub-Markdown tables: the reference-protocol metrics at
-                         ``cam_threshold`` and at the sweep's best threshold, and
-                         wsolevaluation's MaxBoxAcc / MaxBoxAccV2; with masks PxAP
-                         and PIoU; with a held-out split (``held_out_tau``) every
-                         metric at the τ chosen there;
+``metrics.md``           the checkpoint, then GitHub-Markdown tables: the reference-protocol
+                         metrics at ``cam_threshold`` and at the sweep's best threshold,
+                         wsolevaluation's MaxBoxAcc / MaxBoxAccV2; with masks PxAP and PIoU;
+                         with a held-out split (``held_out_tau``) every metric at the τ chosen
+                         there; last the configuration (compact: set values only, three a row,
+                         cells of at most 60 characters);
 ``threshold_curve.png``  localization accuracy against the CAM threshold;
 ``predictions.tsv``      one row per image: ``image``, ``label`` (and ``label_name``
                          when class names are given), ``top5`` (comma-joined),
@@ -30,6 +31,7 @@ PREDICTIONS_FILE = "predictions.tsv"
 
 METRIC_TITLES = (("top1_cls", "Top-1 Cls"), ("top5_cls", "Top-5 Cls"), ("gt_known_loc", "GT-known Loc"),
                  ("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"))
+CONFIG_CELL = 60          # longest configuration cell in metrics.md
 PREDICTION_FLAGS = ("gt_known", "top1_cls", "top5_cls", "top1_loc", "top5_loc")
 
 
@@ -54,6 +56,23 @@ def box_accuracy_table(metrics):
     rows.append(["MaxBoxAccV2 (mean over IoU levels)", metrics["maxboxacc_v2"], None])
     return tabulate(rows, ["metric (wsolevaluation)", "accuracy", "best τ"], tablefmt="github",
                     floatfmt=".2f", missingval="")
+
+
+def _config_text(value):
+    """A configuration value as a short cell: lists space-joined, at most CONFIG_CELL characters."""
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(item) for item in value)
+    text = str(value)
+    return text if len(text) <= CONFIG_CELL else text[:CONFIG_CELL - 1] + "…"
+
+
+def config_table(config, pairs_per_row=3):
+    """The configuration as a compact table: set values only (no ``None`` / ``False`` / empty,
+    no nested records such as ``model_spec``), ``pairs_per_row`` settings a row, sorted by name."""
+    cells = [[key, _config_text(value)] for key, value in sorted(config.items())
+             if not (value is None or value is False or value in ("", []) or isinstance(value, dict))]
+    rows = [sum(cells[start:start + pairs_per_row], []) for start in range(0, len(cells), pairs_per_row)]
+    return tabulate(rows, ["setting", "value"] * pairs_per_row, tablefmt="github", disable_numparse=True)
 
 
 def pixel_table(metrics):
@@ -92,11 +111,12 @@ def held_out_table(metrics):
 
 
 def metrics_markdown(metrics, config):
-    """The ``metrics.md`` text."""
-    config_rows = [[key, value] for key, value in sorted(config.items())]
-    sections = [
-        f"# Evaluation ({metrics['num_images']} images)",
-        tabulate(config_rows, ["config", "value"], tablefmt="github"),
+    """The ``metrics.md`` text: the metrics and the checkpoint first, the configuration last."""
+    checkpoint = metrics.get("checkpoint")
+    sections = [f"# Evaluation: {metrics['num_images']} images, τ = {metrics['cam_threshold']:.2f}"]
+    if checkpoint:
+        sections.append(f"Checkpoint: `{checkpoint}`")
+    sections += [
         "## Localization (reference protocol)", reference_table(metrics),
         "## MaxBoxAcc (wsolevaluation protocol)", box_accuracy_table(metrics),
     ]
@@ -105,7 +125,7 @@ def metrics_markdown(metrics, config):
     if "held_out_tau" in metrics:
         sections += [f"## τ chosen on the held-out split {metrics['held_out_tau']['chosen_on']}",
                      held_out_table(metrics)]
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(sections + ["## Configuration", config_table(config)]) + "\n"
 
 
 def _json_value(value):

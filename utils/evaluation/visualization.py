@@ -83,3 +83,65 @@ def save_examples(out_dir, panels):
             raise OSError(f"could not write {path}")
         paths.append(path)
     return paths
+
+
+# --------------------------------------------------------------------------- readable pictures
+
+MIN_CELL = 224                 # an upsampled crop is at least this many pixels wide
+CAPTION_LINE = 22              # caption line height (pixels) of readable pictures
+CAPTION_SCALE = 0.55
+
+
+def _caption_width(lines):
+    """Pixels needed to show every line of a caption."""
+    return max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, 1)[0][0] for line in lines) + 12
+
+
+def _caption(lines, width, colors=None):
+    """A black strip ``width`` wide holding one text line per entry (colours per line, BGR)."""
+    strip = np.zeros((CAPTION_LINE * len(lines) + 6, width, 3), np.uint8)
+    for row, line in enumerate(lines):
+        color = (colors or {}).get(row, (255, 255, 255))
+        cv2.putText(strip, line, (6, CAPTION_LINE * (row + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE,
+                    color, 1, cv2.LINE_AA)
+    return strip
+
+
+def upsample_factor(size, min_cell=MIN_CELL):
+    """Smallest integer factor that makes ``size`` pixels at least ``min_cell``."""
+    return max(1, -(-int(min_cell) // max(1, int(size))))
+
+
+def readable_example(image, cam, gt_boxes, pred_box, class_name, predicted_name, iou, cam_threshold,
+                     min_cell=MIN_CELL):
+    """One evaluation example a person can read: "image | heat map | boxes", each cell the
+    crop upsampled (nearest) by an integer factor to at least ``min_cell`` pixels, with the
+    GT class, the predicted class, the IoU and a colour legend underneath."""
+    factor = upsample_factor(max(image.shape[:2]), min_cell)
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+    heat = heatmap_overlay(big, resize_cam(cam, big.shape[:2]))
+    boxes = big.copy()
+    for box in np.asarray(gt_boxes).reshape(-1, 4):
+        _draw_box(boxes, np.asarray(box, np.float64) * factor, GT_COLOR)
+    _draw_box(boxes, np.asarray(pred_box, np.float64) * factor, PRED_COLOR)
+    row = np.hstack([_titled(big, "image"), _titled(heat, "CAM (blue low - red high)"), _titled(boxes, "boxes")])
+    lines = [f"GT class: {class_name}", f"predicted: {predicted_name}",
+             f"IoU {iou:.2f} at tau {cam_threshold:.2f}", "green: GT box   red: predicted box"]
+    return np.vstack([row, _caption(lines, row.shape[1], {3: (200, 255, 200)})])
+
+
+def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
+    """The heat map of ``cam`` blended into ``image`` over ``cam_region = (x1, y1, x2, y2)``
+    (the part of the image the network saw), the box ``[x1, y1, x2, y2]`` in red at its
+    pixels, and ``label_lines`` in a strip under the image; an image too narrow for the
+    text is padded with black on the right (image pixels keep their place)."""
+    canvas = image.copy()
+    x1, y1, x2, y2 = (int(round(v)) for v in cam_region)
+    x1, y1 = max(0, x1), max(0, y1)
+    x2, y2 = min(image.shape[1], x2), min(image.shape[0], y2)
+    if x2 > x1 and y2 > y1:
+        canvas[y1:y2, x1:x2] = heatmap_overlay(canvas[y1:y2, x1:x2], cam, alpha)
+    _draw_box(canvas, box, PRED_COLOR)
+    width = max(canvas.shape[1], _caption_width(label_lines))
+    canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, width - canvas.shape[1], cv2.BORDER_CONSTANT, value=0)
+    return np.vstack([canvas, _caption(label_lines, width)])

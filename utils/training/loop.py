@@ -8,6 +8,7 @@ from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, MinSaver, ModelSaver,
@@ -29,6 +30,7 @@ from utils.training.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, Checkpoint
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "models", "pretrained")
 MONITOR_STAT = "val-error-top1"
+CLASS_NAMES_FILE = "words.txt"
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -121,6 +123,15 @@ def callbacks(args, per_tower_batch):
     ]
 
 
+def copy_class_names(args):
+    """Keep the data set's ``words.txt`` (beside its train list) in the run folder, so the
+    run names its classes wherever it is used later (predict, export)."""
+    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
+    names = os.path.join(os.path.dirname(label_file), CLASS_NAMES_FILE)
+    if os.path.isfile(names):
+        shutil.copyfile(names, os.path.join(args.log_dir, CLASS_NAMES_FILE))
+
+
 def train(args):
     """Train one resolved configuration; returns the log folder."""
     if args.trainer.startswith("distributed") and args.job == "ps":
@@ -131,6 +142,7 @@ def train(args):
         fix_rng_seed(args.seed)
     with open(os.path.join(args.log_dir, "config.json"), "w") as f:
         json.dump(config_dict(args), f, indent=2, default=str)
+    copy_class_names(args)
     towers = max(1, len(gpu_list(args)))
     per_tower_batch = args.batch_size // towers
     spe = steps_per_epoch(args)
