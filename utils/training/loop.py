@@ -25,6 +25,7 @@ from utils.config import config_dict, gpu_list, lr_schedule, model_spec, steps_p
 from utils.errors import UserError
 from utils.data.dataflow import dataset_paths, get_eval_dataflow, get_train_dataflow
 from utils.training.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
+from utils.training.shutdown import StopInputThread
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "models", "pretrained")
@@ -142,10 +143,11 @@ def train(args):
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                                   workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed)
+    queue_input = QueueInput(train_df)
     config = TrainConfig(
         model=WSOLModel(model_spec(args)),
-        data=QueueInput(train_df),
-        callbacks=callbacks(args, per_tower_batch),
+        data=queue_input,
+        callbacks=callbacks(args, per_tower_batch) + [StopInputThread(queue_input)],
         session_init=session_init(args, resume),
         steps_per_epoch=spe,
         starting_epoch=starting_epoch,
