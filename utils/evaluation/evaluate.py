@@ -3,9 +3,10 @@
 The network runs once per image; from its outputs (top-5, per-head feature maps and
 FC weights) the GT-class CAM of each head is computed without gradients, the heads
 are fused, the CAM is resized to the crop and handed to ``WSOLEvaluator``, which
-scores every threshold of both box protocols at once.  Results land in
-``<log_dir>/result/`` (metrics.json, metrics.md, threshold_curve.png,
-predictions.tsv, examples/).
+scores every threshold of both box protocols at once.  Results land in a new folder
+``<log_dir>/result/<NNN>-<checkpoint name>/`` (metrics.json, metrics.md,
+threshold_curve.png, predictions.tsv, examples/); ``result/latest`` points to the newest
+(``utils.evaluation.results``).  The checkpoint is verified first (``verify_checkpoint``).
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
@@ -23,8 +24,10 @@ from utils.data.dataflow import dataset_paths, get_eval_dataflow
 from utils.evaluation.metrics import WSOLEvaluator
 from utils.data.labels import read_class_names
 from utils.evaluation.localization import resize_cam
+from utils.training.checkpoints import verify_checkpoint
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.evaluation.report import write_report
+from utils.evaluation.results import mark_latest, new_result_dir
 from utils.evaluation.visualization import example_panel, save_examples
 
 BEST_CHECKPOINT = "min-val-error-top1"
@@ -59,6 +62,7 @@ def sweep_thresholds(intervals):
 def evaluate(args):
     """Evaluate a resolved configuration's checkpoint; returns the metrics dict."""
     checkpoint = checkpoint_to_evaluate(args)
+    verify_checkpoint(checkpoint)
     logger.info(f"Evaluating {checkpoint}")
     predictor, num_heads = make_predictor(args, checkpoint)
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
@@ -88,7 +92,7 @@ def evaluate(args):
     metrics = evaluator.compute()
     metrics["checkpoint"] = checkpoint
     metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
-    result_dir = os.path.join(args.log_dir, "result")
+    result_dir = new_result_dir(args.log_dir, checkpoint)
     class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
     class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
     paths = write_report(result_dir, metrics, config_dict(args), records, class_names)
@@ -96,7 +100,8 @@ def evaluate(args):
     save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), example_cams)
     with open(paths["metrics.md"]) as f:
         print(f.read())
-    logger.info(f"Results written to {result_dir}")
+    mark_latest(result_dir)
+    logger.info(f"Results written to {result_dir} (result/latest points to it)")
     return metrics
 
 
