@@ -178,4 +178,10 @@ def test_non_finite_loss_stops_with_a_clear_message(data_dir, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-6000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: error: training loss became") and "last good checkpoint" in last
+    assert last.startswith("train.py: error: training loss became")
+    assert "terminate called" not in result.stderr
+    saved = sorted(glob.glob(os.path.join(tmp_path / "nan", "model-*.index")), key=os.path.getmtime)
+    if saved:   # the message names the newest checkpoint, or says truthfully that none exists
+        assert f"The last good checkpoint is {saved[-1][:-len('.index')]}." in last
+    else:
+        assert f"No checkpoint was saved yet in {tmp_path / 'nan'}." in last

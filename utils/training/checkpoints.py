@@ -78,9 +78,8 @@ def verify_checkpoint(path):
         reader = tf.train.NewCheckpointReader(prefix)
         for name in sorted(reader.get_variable_to_shape_map()):
             reader.get_tensor(name)
-    except Exception as e:  # tf.errors.OpError (DataLoss, OutOfRange, NotFound) or ValueError
-        reason = str(getattr(e, "message", e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {prefix} is unusable ({type(e).__name__}: {reason})") from None
+    except Exception as e:  # TensorFlow's reader raises OpErrors, IndexError, ValueError, ...
+        raise CheckpointError(f"checkpoint {prefix} is unusable: {_reason(e)}") from None
     return prefix
 
 
