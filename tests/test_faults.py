@@ -288,9 +288,10 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(data_dir, tmp_path):
 def test_a_huge_image_does_not_abort_the_process_at_exit(data_dir, tmp_path):
     """The input thread is decoding a 6000x6000 JPEG (seconds) when training ends: it must be
     stopped before Python finalises, or the process dies with SIGABRT (exit 134)."""
-    image = np.full((6000, 6000, 3), (40, 120, 200), np.uint8)
-    cv2.circle(image, (3000, 3000), 2000, (0, 255, 0), -1)
-    assert cv2.imwrite(str(data_dir / "SYNTH" / "images" / "huge.jpg"), image)
+    noise = np.random.RandomState(0).randint(0, 256, (6000, 6000, 3), dtype=np.uint8)   # slow to decode
+    assert cv2.imwrite(str(tmp_path / "huge.jpg"), noise, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    del noise
+    os.replace(tmp_path / "huge.jpg", data_dir / "SYNTH" / "images" / "huge.jpg")
     label_dir = tmp_path / "labels"
     (label_dir / "SYNTH").mkdir(parents=True)
     train_lines = (data_dir / "SYNTH" / "train.txt").read_text().splitlines()[:32]
@@ -300,7 +301,10 @@ def test_a_huge_image_does_not_abort_the_process_at_exit(data_dir, tmp_path):
     cmd = train_command(data_dir, tmp_path / "huge", "--label_dir", str(label_dir), "--number_of_val", "8",
                         epochs=2, steps=2, arch="vgg_gap")
     cmd[cmd.index("--workers") + 1] = "1"
-    result = run_train(cmd)
-    assert result.returncode == 0, result.stderr[-3000:]
+    try:
+        result = run_train(cmd)
+    finally:
+        os.remove(data_dir / "SYNTH" / "images" / "huge.jpg")   # 32 MB
+    assert result.returncode == 0, result.stderr[-3000:]   # not -6 (SIGABRT)
     assert "terminate called" not in result.stderr
     assert "[EnqueueThread] Thread EnqueueThread" in result.stdout + result.stderr   # it left, then we exited
