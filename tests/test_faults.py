@@ -220,6 +220,25 @@ def test_the_lock_of_a_killed_process_does_not_block(tmp_path):
 
 # ----------------------------------------------------------------------------- results
 
+def test_result_folders_are_numbered_and_the_newest_is_found(tmp_path):
+    from utils.evaluation.results import latest_result_dir, mark_latest, new_result_dir
+    legacy = tmp_path / "result"
+    legacy.mkdir()
+    (legacy / "metrics.json").write_text("{}")
+    assert latest_result_dir(str(tmp_path)) == str(legacy)            # a run evaluated before numbering
+    first = new_result_dir(str(tmp_path), str(tmp_path / "min-val-error-top1"))
+    second = new_result_dir(str(tmp_path), "/elsewhere/model-40.index".rsplit(".", 1)[0])
+    assert (os.path.basename(first), os.path.basename(second)) == ("001-min-val-error-top1", "002-model-40")
+    assert latest_result_dir(str(tmp_path)) == str(legacy)            # neither finished yet
+    (tmp_path / "result" / "002-model-40" / "metrics.json").write_text("{}")
+    assert latest_result_dir(str(tmp_path)) == second                 # numbered, without a link
+    (tmp_path / "result" / "001-min-val-error-top1" / "metrics.json").write_text("{}")
+    mark_latest(first)
+    assert os.readlink(tmp_path / "result" / "latest") == "001-min-val-error-top1"
+    assert latest_result_dir(str(tmp_path)) == first                  # the link wins
+    assert new_result_dir(str(tmp_path), "model-50").endswith("003-model-50")
+
+
 def evaluate_in_process(data_dir, run, capfd, *extra):
     """``train.py --evaluate`` in this process (no second TensorFlow start-up): (code, out, err)."""
     import train
