@@ -327,3 +327,10 @@ def test_a_huge_image_does_not_abort_the_process_at_exit(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]   # not -6 (SIGABRT)
     assert "terminate called" not in result.stderr
     assert "[EnqueueThread] Thread EnqueueThread" in result.stdout + result.stderr   # it left, then we exited
+
+
+def test_a_log_dir_that_cannot_be_created_is_one_error(tmp_path):
+    from utils.training.run_lock import LogDirError, RunLock
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LogDirError, match=r"cannot use --log_dir .*file/run: Not a directory"):
+        RunLock(str(tmp_path / "file" / "run")).acquire()

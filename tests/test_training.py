@@ -64,7 +64,7 @@ def test_short_run_learns_and_writes_outputs(trained_run):
 def test_evaluate_writes_all_outputs_consistent_with_predictions(data_dir, trained_run):
     result = run(train_command(data_dir, trained_run, "--evaluate", "--number_of_examples", "3"))
     assert "GT-known Loc" in result.stdout and "MaxBoxAccV2" in result.stdout
-    result_dir = os.path.join(trained_run, "result")
+    result_dir = os.path.join(trained_run, "result", "latest")
     for name in ("metrics.json", "metrics.md", "threshold_curve.png", "predictions.tsv"):
         assert os.path.getsize(os.path.join(result_dir, name)) > 0, name
     assert len(glob.glob(os.path.join(result_dir, "examples", "*.png"))) == 3

@@ -101,7 +101,7 @@ def evaluate(args):
     with open(paths["metrics.md"]) as f:
         print(f.read())
     mark_latest(result_dir)
-    logger.info(f"Results written to {result_dir} (result/latest points to it)")
+    print(f"Results written to {result_dir} (result/latest points to it)", flush=True)
     return metrics
 
 

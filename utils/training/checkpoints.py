@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import re
+import shutil
 
 from tensorpack.callbacks import MinSaver, ModelSaver
 from tensorpack.utils import logger
@@ -146,7 +147,9 @@ class VerifiedModelSaver(ModelSaver):
                 save_dir=self.checkpoint_dir, model_checkpoint_path=saved,
                 all_model_checkpoint_paths=self.saver.last_checkpoints, save_relative_paths=True)
         except (OSError, tf.errors.OpError, CheckpointError) as e:
-            _remove(checkpoint_files(target) + glob.glob(glob.escape(target) + "_temp*/*"))
+            _remove(checkpoint_files(target))
+            for temp_dir in glob.glob(glob.escape(target) + "_temp*"):  # TensorFlow's own partial files
+                shutil.rmtree(temp_dir, ignore_errors=True)
             kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
             raise CheckpointSaveError(f"could not save checkpoint {target} ({_reason(e)}); {kept}. "
                                       f"Free space or fix the folder, then rerun the same command to resume"

@@ -21,7 +21,11 @@ from utils.errors import UserError
 LOCK_FILE = "train.lock"
 
 
-class RunLockedError(UserError, RuntimeError):
+class LogDirError(UserError, RuntimeError):
+    """The log folder cannot be created or written."""
+
+
+class RunLockedError(LogDirError):
     """Another process is training into the same log folder."""
 
 
@@ -34,8 +38,11 @@ class RunLock:
         self._file = None
 
     def acquire(self):
-        os.makedirs(self.log_dir, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            os.makedirs(self.log_dir, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as e:
+            raise LogDirError(f"cannot use --log_dir {self.log_dir}: {e.strerror} ({e.filename})") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
