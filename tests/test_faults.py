@@ -114,6 +114,7 @@ def test_a_failed_copy_leaves_the_previous_best_checkpoint_intact(trained_run, t
         raise tf.errors.ResourceExhaustedError(None, None, f"{dst}; No space left on device")
 
     monkeypatch.setattr(tf.io.gfile, "copy", full_disk_copy)
+    (run / ".min-val-error-top1.tmp-1.index").write_text("left by a killed run")
     saver = checkpoints.VerifiedMinSaver("val-error-top1", str(run))
     saver.best = (4, 0.5)
     with pytest.raises(checkpoints.CheckpointSaveError) as error:

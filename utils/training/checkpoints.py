@@ -185,7 +185,9 @@ class VerifiedMinSaver(MinSaver):
     def _save(self):
         source = os.path.join(self.checkpoint_dir, f"{MODEL_PREFIX}-{self.best[0]}")
         final = self.best_prefix
-        temp = os.path.join(self.checkpoint_dir, f".{os.path.basename(final)}{TEMP_MARK}{os.getpid()}")
+        temp_mark = os.path.join(self.checkpoint_dir, f".{os.path.basename(final)}{TEMP_MARK}")
+        _remove(glob.glob(glob.escape(temp_mark) + "*"))  # left by a killed run (the folder is locked)
+        temp = f"{temp_mark}{os.getpid()}"
         copies = [(path, temp + path[len(source):]) for path in checkpoint_files(source)]
         try:
             if not any(path.endswith(".index") for path, _ in copies):

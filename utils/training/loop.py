@@ -1,8 +1,10 @@
 """The training run: data, callbacks, session initialisation, resume and the trainer.
 
-``train(args)`` runs one resolved configuration (``utils.config``).  Rerunning the same
-command after an interruption resumes from the newest checkpoint in the log folder
-with the right epoch, global step, learning rate and MinSaver state.
+``train(args)`` runs one resolved configuration (``utils.config``) while holding the log
+folder's lock (``utils.training.run_lock``).  Rerunning the same command after an
+interruption resumes from the newest checkpoint in the log folder that restores (broken ones
+are skipped with the reason, ``utils.training.checkpoints``) with the right epoch, global
+step, learning rate and MinSaver state.  Saves are verified before they are published.
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import json
