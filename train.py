@@ -7,12 +7,15 @@ Examples:
 Run ``python train.py --help`` for every flag.
 """
 import os
+import shlex
 import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
 from utils.config import parse_command_line, resolve  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.training.trainers import select_gpus  # noqa: E402
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
 
 
 def class_list_size(args):
@@ -34,6 +37,12 @@ def evaluates_after_training(args):
     return True
 
 
+def rerun_command(argv):
+    """The command line that runs this program again with the same flags."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join([os.path.basename(sys.executable), sys.argv[0]] + argv)
+
+
 def main(argv=None):
     args, explicit = parse_command_line(argv)
     select_gpus(args)
@@ -50,6 +59,10 @@ def main(argv=None):
     except (UserError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        todo = "evaluate again" if args.evaluate else "resume from the last checkpoint"
+        print(f"train.py: interrupted (Ctrl-C); to {todo}, run: {rerun_command(argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -30,7 +30,7 @@ def test_reduced_demo_writes_table_and_files(tmp_path, arch):
         metrics = summary["results"][method]
         assert metrics["num_images"] == 16
         assert 0 <= metrics["gt_known_loc"] <= 100 and 0 <= metrics["maxboxacc_v2"] <= 100
-        assert os.path.isfile(out / method / "result" / "metrics.json")
+        assert os.path.isfile(out / method / "result" / "latest" / "metrics.json")
     assert summary["trivial_boxes"]["whole image"]["gt_known_loc"] >= 0
     grid = cv2.imread(str(out / "comparison.png"))
     assert grid is not None and grid.shape[0] > 2 * 32

@@ -240,7 +240,8 @@ def test_a_failing_worker_stops_the_whole_cluster(synth_dir, tmp_path):
     reports; the other worker stops with an error, the ps exits with status 1."""
     codes, output, elapsed = run_cluster(synth_dir, tmp_path, "distributed_replicated", "--base_lr", "1e30")
     assert codes == {"ps": 1, "w0": 2, "w1": 1}, describe(output)
-    assert "training loss became nan" in output["w0"]
+    # lr 1e30 makes the loss inf or nan, depending on the order of the (non-deterministic) CPU sums
+    assert re.search(r"training loss became (nan|-?inf) at global step", output["w0"]), describe(output)
     assert "Training failed at global_step=" in output["w0"]   # tensorpack's message, logged in full
     assert "another worker failed" in output["w1"]
     assert "2 of 2 worker(s) failed" in output["ps"]

@@ -63,7 +63,7 @@ def test_short_run_learns_and_writes_outputs(trained_run):
 
 def test_training_ends_with_the_evaluation_of_the_best_checkpoint(trained_run):
     """As released: train.py without --evaluate trains, then evaluates min-val-error-top1."""
-    with open(os.path.join(trained_run, "result", "metrics.json")) as f:
+    with open(os.path.join(trained_run, "result", "latest", "metrics.json")) as f:
         metrics = json.load(f)["metrics"]
     assert metrics["checkpoint"].endswith("min-val-error-top1")
     assert metrics["num_images"] == TINY["num_val"]
@@ -74,7 +74,7 @@ def test_evaluate_writes_all_outputs_consistent_with_predictions(data_dir, train
     result = run([sys.executable, os.path.join(REPO, "train.py"), "--log_dir", str(trained_run), "--evaluate",
                   "--number_of_examples", "3", "--workers", "0"])
     assert "GT-known Loc" in result.stdout and "MaxBoxAccV2" in result.stdout
-    result_dir = os.path.join(trained_run, "result")
+    result_dir = os.path.join(trained_run, "result", "latest")
     for name in ("metrics.json", "metrics.md", "threshold_curve.png", "predictions.tsv"):
         assert os.path.getsize(os.path.join(result_dir, name)) > 0, name
     assert len(glob.glob(os.path.join(result_dir, "examples", "*.png"))) == 3
@@ -188,4 +188,10 @@ def test_non_finite_loss_stops_with_a_clear_message(data_dir, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-6000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: error: training loss became") and "last good checkpoint" in last
+    assert last.startswith("train.py: error: training loss became")
+    assert "terminate called" not in result.stderr
+    saved = sorted(glob.glob(os.path.join(tmp_path / "nan", "model-*.index")), key=os.path.getmtime)
+    if saved:   # the message names the newest checkpoint, or says truthfully that none exists
+        assert f"The last good checkpoint is {saved[-1][:-len('.index')]}." in last
+    else:
+        assert f"No checkpoint was saved yet in {tmp_path / 'nan'}." in last

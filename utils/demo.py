@@ -21,6 +21,7 @@ from utils.data.dataflow import dataset_paths
 from utils.data.labels import read_label_list
 from utils.data.synthetic import ensure_synthetic
 from utils.data.transforms import eval_boxes
+from utils.evaluation.results import latest_result_dir
 from utils.evaluation.visualization import example_panel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,7 +109,7 @@ def run_train(args, method, extra=()):
             code = subprocess.call(cmd + stage, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
             raise SystemExit(f"[demo] {method} failed (exit {code}); see {log.name}")
-    with open(os.path.join(log_dir, "result", "metrics.json")) as f:
+    with open(os.path.join(latest_result_dir(log_dir), "metrics.json")) as f:
         return json.load(f)["metrics"]
 
 
@@ -147,7 +148,8 @@ def comparison_table(results, trivial):
 
 def comparison_grid(args, path):
     """Rows of image | CAM heat map | E2Net heat map | boxes, from the runs' example arrays."""
-    arrays = {m: np.load(os.path.join(args.out, m, "result", "examples", "cams.npz")) for m in METHODS}
+    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(args.out, m)), "examples", "cams.npz"))
+              for m in METHODS}
     count = min(len(arrays[m]["names"]) for m in METHODS)
     rows = []
     for i in range(count):

@@ -61,6 +61,7 @@ import collections  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
 from functools import partial  # noqa: E402
 
@@ -233,9 +234,15 @@ class OrderedPoolMapData(ProxyDataFlow):
             yield from pending.popleft().result()
 
 
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+
+
 def process_pool(workers):
-    """A factory of ``workers`` forked decoding processes (fork: nothing is re-imported)."""
-    return partial(ProcessPoolExecutor, workers, mp_context=multiprocessing.get_context("fork"))
+    """A factory of ``workers`` forked decoding processes (fork: nothing is re-imported) that
+    ignore Ctrl-C (the terminal sends it to the whole process group)."""
+    return partial(ProcessPoolExecutor, workers, mp_context=multiprocessing.get_context("fork"),
+                   initializer=_ignore_sigint)
 
 
 def thread_pool(workers):

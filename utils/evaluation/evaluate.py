@@ -6,9 +6,12 @@ are fused, the CAM is resized to the crop and handed to ``WSOLEvaluator``, which
 scores every threshold of both box protocols at once, and PxAP against the image's
 object mask mapped into the crop (``utils.data.masks``) when a mask folder exists.
 With ``--tau_split`` a first pass over that held-out list chooses the thresholds
-(``utils.evaluation.held_out``) that are then applied to the evaluation list.  Results land in
-``<log_dir>/result/`` (metrics.json, metrics.md, threshold_curve.png,
-predictions.tsv, examples/).  ``--save_cams DIR`` also writes every scored CAM of the
+(``utils.evaluation.held_out``) that are then applied to the evaluation list.
+
+The checkpoint is verified first (``verify_checkpoint``).  Results land in a new folder
+``<log_dir>/result/<NNN>-<checkpoint name>/`` (metrics.json, metrics.md,
+threshold_curve.png, predictions.tsv, examples/); ``result/latest`` points to the newest
+(``utils.evaluation.results``).  ``--save_cams DIR`` also writes every scored CAM of the
 evaluation list as ``DIR/<image path without extension>.npy`` (float32, crop frame) and
 the GT boxes in that frame as ``DIR/labels.txt``: the input of ``python -m utils.evaluation.scorer``.
 """
@@ -31,8 +34,10 @@ from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pix
 from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import LabelEntry, read_class_names, write_label_list
 from utils.evaluation.localization import resize_cam
+from utils.training.checkpoints import verify_checkpoint
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.evaluation.report import write_report
+from utils.evaluation.results import mark_latest, new_result_dir
 from utils.evaluation.scorer import cam_file_name
 from utils.evaluation.visualization import readable_example, save_examples
 
@@ -154,6 +159,7 @@ class EvaluationPass:
 def evaluate(args):
     """Evaluate a resolved configuration's checkpoint; returns the metrics dict."""
     checkpoint = checkpoint_to_evaluate(args)
+    verify_checkpoint(checkpoint)
     logger.info(f"Evaluating {checkpoint}")
     predictor, num_heads = make_predictor(args, checkpoint)
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
@@ -171,13 +177,14 @@ def evaluate(args):
     if held_out:
         metrics["held_out_tau"] = {"label_file": tau_file, "bad_images": held_out["bad_images"],
                                    **held_out_selection(held_out, metrics, split_name)}
-    result_dir = os.path.join(args.log_dir, "result")
+    result_dir = new_result_dir(args.log_dir, checkpoint)
     paths = write_report(result_dir, metrics, config_dict(args), evaluation.records, class_names)
     save_examples(os.path.join(result_dir, "examples"), evaluation.panels)
     save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), evaluation.example_cams)
     with open(paths["metrics.md"]) as f:
         print(f.read())
-    logger.info(f"Results written to {result_dir}")
+    mark_latest(result_dir)
+    print(f"Results written to {result_dir} (result/latest points to it)", flush=True)
     return metrics
 
 

@@ -2,7 +2,8 @@
 
     python -m utils.evaluation.paper_table LOG_DIR... [--out FILE.md]
 
-Each ``LOG_DIR/result/metrics.json`` (written by ``utils.evaluation.report``) gives one row
+Each run's newest ``metrics.json`` (``LOG_DIR/result/latest/``, written by ``utils.evaluation.report``;
+see ``utils.evaluation.results``) gives one row
 from its ``config`` (``method``, ``dataset``, ``arch``) and metrics.  Published
 reference numbers, with their sources, live in ``utils/evaluation/published_results.json``;
 a number without a source is left empty.  Rows are ordered by dataset, backbone
@@ -19,6 +20,7 @@ from tabulate import tabulate
 
 from models.spec import METHODS, canonical_method
 from utils.evaluation.report import read_metrics
+from utils.evaluation.results import latest_result_dir
 
 PUBLISHED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_results.json")
 COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
@@ -54,8 +56,8 @@ def setting_note(config):
 
 
 def load_run(log_dir):
-    """The row of one run from ``log_dir/result/metrics.json``."""
-    path = os.path.join(log_dir, "result", "metrics.json")
+    """The row of one run from its newest ``result/.../metrics.json``."""
+    path = os.path.join(latest_result_dir(log_dir), "metrics.json")
     try:
         run = read_metrics(path)
     except (OSError, ValueError) as error:
@@ -87,7 +89,7 @@ def format_table(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="The paper's results table from evaluation runs.")
-    parser.add_argument("log_dirs", nargs="+", help="run folders holding result/metrics.json")
+    parser.add_argument("log_dirs", nargs="+", help="run folders holding result/latest/metrics.json")
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     try:

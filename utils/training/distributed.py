@@ -321,11 +321,16 @@ class _WorkerMixin:
         if self._chief_epoch is not None and self._chief_epoch != starting_epoch:
             logger.info(f"starting at the chief's epoch {self._chief_epoch} (not {starting_epoch})")
             starting_epoch = self._chief_epoch
+        from utils.compat import tf
         self.sess.run(self._set_step, {self._step_value: (starting_epoch - 1) * steps_per_epoch})
-        super().main_loop(steps_per_epoch, starting_epoch, max_epoch)
-        if self.loop.global_step < max_epoch * steps_per_epoch:  # a closed barrier ended the loop
+        closed = None
+        try:
+            super().main_loop(steps_per_epoch, starting_epoch, max_epoch)
+        except tf.errors.CancelledError as e:  # our enqueue met a barrier the failed worker had closed
+            closed = e
+        if closed is not None or self.loop.global_step < max_epoch * steps_per_epoch:  # closed barrier
             raise RuntimeError(f"training stopped at global step {self.loop.global_step} of "
-                               f"{max_epoch * steps_per_epoch}: another worker failed")
+                               f"{max_epoch * steps_per_epoch}: another worker failed") from closed
 
     def _report(self, ok):
         if self._reported:

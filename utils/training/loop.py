@@ -1,19 +1,19 @@
 """The training run: data, callbacks, session initialisation, resume and the trainer.
 
-``train(args)`` runs one resolved configuration (``utils.config``).  Rerunning the same
-command after an interruption resumes from the newest checkpoint in the log folder
-with the right epoch, global step, learning rate and MinSaver state.
+``train(args)`` runs one resolved configuration (``utils.config``) while holding the log
+folder's lock (``utils.training.run_lock``).  Rerunning the same command after an
+interruption resumes from the newest checkpoint in the log folder that restores (broken ones
+are skipped with the reason, ``utils.training.checkpoints``) with the right epoch, global
+step, learning rate and MinSaver state.  Saves are verified before they are published.
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import json
 import os
-import re
 import shutil
 
 import numpy as np
-from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, MinSaver, ModelSaver,
-                        QueueInput, ScheduledHyperParamSetter, TrainConfig,
-                        launch_train_with_config)
+from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, QueueInput,
+                        ScheduledHyperParamSetter, TrainConfig, launch_train_with_config)
 from tensorpack.callbacks import Callback
 from tensorpack.dataflow import MapData
 from tensorpack.utils import logger
@@ -26,6 +26,9 @@ from utils.config import config_dict, gpu_list, lr_schedule, model_spec, steps_p
 from utils.errors import UserError
 from utils.data.dataflow import dataset_paths, get_eval_dataflow, get_train_dataflow
 from utils.training.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
+from utils.training.checkpoints import VerifiedMinSaver, VerifiedModelSaver, newest_restorable_checkpoint
+from utils.training.run_lock import RunLock
+from utils.training.shutdown import StopInputThread
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "models", "pretrained")
@@ -51,33 +54,22 @@ class StopOnNonFiniteLoss(Callback):
         cost = run_values.results[0]
         if not np.isfinite(cost):
             raise NonFiniteLossError(
-                f"training loss became {cost} at global step {self.global_step}; "
-                f"stopped. The last good checkpoint is in {logger.get_logger_dir()} "
-                f"(lower --base_lr or check the data)")
+                f"training loss became {cost} at global step {self.global_step}; stopped. "
+                f"{last_checkpoint_note(logger.get_logger_dir())} (lower --base_lr or check the data)")
 
 
-class ResumableMinSaver(MinSaver):
-    """MinSaver whose best value survives a restart (read back from stats.json)."""
-
-    def _setup_graph(self):
-        stats_file = os.path.join(self.checkpoint_dir, "stats.json")
-        if os.path.isfile(stats_file):
-            with open(stats_file) as f:
-                history = [(s["global_step"], s[self.monitor_stat]) for s in json.load(f)
-                           if self.monitor_stat in s]
-            if history:
-                self.best = min(history, key=lambda item: item[1])
-                logger.info(f"[MinSaver] resuming with best {self.monitor_stat}={self.best[1]:.5g} "
-                            f"at global_step={self.best[0]}")
+def last_checkpoint_note(log_dir):
+    """Where the run's last published (verified) checkpoint is, or that none was saved yet."""
+    path = tf.train.latest_checkpoint(log_dir) if log_dir and os.path.isdir(log_dir) else None
+    if path is None:
+        return f"No checkpoint was saved yet in {log_dir}."
+    return f"The last good checkpoint is {path}."
 
 
 def latest_checkpoint(log_dir):
-    """(path, global step) of the newest ``model-<step>`` checkpoint in log_dir, or None."""
-    path = tf.train.latest_checkpoint(log_dir) if os.path.isdir(log_dir) else None
-    if path is None:
-        return None
-    match = re.search(r"-(\d+)$", path)
-    return path, int(match.group(1)) if match else 0
+    """(path, global step) of the newest ``model-<step>`` checkpoint in log_dir that restores,
+    or None; newer ones that do not restore are skipped with a warning saying why."""
+    return newest_restorable_checkpoint(log_dir)
 
 
 def pretrained_path(args):
@@ -110,13 +102,13 @@ def val_dataflow(args, per_tower_batch):
     return MapData(ds, lambda dp: dp[:3])  # the model's inputs: image, label, bbox
 
 
-def callbacks(args, per_tower_batch):
+def callbacks(args, per_tower_batch, resume_step=None):
     return [
-        ModelSaver(max_to_keep=3, checkpoint_dir=args.log_dir),
+        VerifiedModelSaver(max_to_keep=3, checkpoint_dir=args.log_dir),
         InferenceRunner(val_dataflow(args, per_tower_batch),
                         [ClassificationError("wrong-top1", "val-error-top1"),
                          ClassificationError("wrong-top5", "val-error-top5")]),
-        ResumableMinSaver(MONITOR_STAT, checkpoint_dir=args.log_dir),
+        VerifiedMinSaver(MONITOR_STAT, args.log_dir, resume_step),
         ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch, args.lr_decay_epochs)),
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
@@ -133,10 +125,15 @@ def copy_class_names(args):
 
 
 def train(args):
-    """Train one resolved configuration; returns the log folder."""
+    """Train one resolved configuration (holding the log folder's lock); returns the log folder."""
     if args.trainer.startswith("distributed") and args.job == "ps":
         from utils.training.distributed import run_parameter_server
         return run_parameter_server(args)  # serves variables until the workers are done
+    with RunLock(args.log_dir):
+        return _train(args)
+
+
+def _train(args):
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
@@ -154,10 +151,11 @@ def train(args):
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                                   workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed)
+    queue_input = QueueInput(train_df)
     config = TrainConfig(
         model=WSOLModel(model_spec(args)),
-        data=QueueInput(train_df),
-        callbacks=callbacks(args, per_tower_batch),
+        data=queue_input,
+        callbacks=callbacks(args, per_tower_batch, resume[1] if resume else None) + [StopInputThread(queue_input)],
         session_init=session_init(args, resume),
         steps_per_epoch=spe,
         starting_epoch=starting_epoch,
