@@ -139,7 +139,7 @@ def test_train_and_evaluate_from_a_metadata_folder(tmp_path):
         result = subprocess.run(common + extra, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     assert "PxAP" in result.stdout and "chosen on train_fullsup" in result.stdout
-    with open(log_dir / "result" / "metrics.json") as f:
+    with open(log_dir / "result" / "latest" / "metrics.json") as f:
         metrics = json.load(f)["metrics"]
     assert metrics["num_images"] == 16 and metrics["pixel"]["num_images"] == 16
     assert 0 < metrics["pxap"] <= 100 and metrics["pixel"]["images_without_mask"] == 0

@@ -32,8 +32,8 @@ DEFAULT_CAM_THRESHOLD = 0.2
 # Flags that decide the graph: evaluation and resume take them from the run's config.json.
 MODEL_FLAGS = ("arch_name", "method_name", "gating_position", "ose_heads", "number_of_class", "final_size",
                "width_multiplier", "aae_threshold", "mae_mask", "adl_threshold", "adl_keep_prob", "use_bn")
-# Flags that say where the data is: taken from config.json unless given.
-DATA_FLAGS = ("dataset_name", "data_dir", "label_dir")
+# Where the data is, and how the run fuses its heads: taken from config.json unless given.
+DATA_FLAGS = ("dataset_name", "data_dir", "label_dir", "cam_fusion")
 RUN_CONFIG = "config.json"
 
 
@@ -350,28 +350,16 @@ def config_dict(args):
 
 
 def run_config(log_dir_or_ckpt, gpu_present=False):
-    """The resolved configuration of a trained run, read from its ``config.json``.
+    """The resolved configuration of a trained run, read from its ``config.json``, as
+    ``--evaluate`` resolves it (``inherit_run_config``).
 
     ``log_dir_or_ckpt`` is a run folder or a checkpoint path inside one (then it becomes
-    ``load``).  Training-only placement (GPUs, trainer, cluster) is dropped and the data
-    format is chosen for this machine; every model flag comes from the file.
+    ``load``).  Placement (GPUs, trainer, cluster, data format) is this machine's.
     """
     path = os.path.normpath(log_dir_or_ckpt)
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    config_file = os.path.join(run_dir, "config.json")
+    config_file = os.path.join(run_dir, RUN_CONFIG)
     if not os.path.isfile(config_file):
         raise ConfigError(f"{config_file}: no such file ({log_dir_or_ckpt} is not a run folder written by train.py)")
-    try:
-        with open(config_file) as f:
-            record = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{config_file}: cannot read it ({e})") from None
-    args = build_parser().parse_args([])
-    for key, value in record.items():
-        if hasattr(args, key):
-            setattr(args, key, value)
-    args.log_dir = run_dir
-    args.load = None if path == run_dir else path
-    args.gpu, args.trainer, args.cluster, args.job, args.task = None, "replicated", None, None, None
-    args.data_format, args.is_data_format_nhwc = None, False
-    return resolve(args, gpu_present=gpu_present)
+    load = [] if path == run_dir else ["--load", path]
+    return parse_args(["--evaluate", "--log_dir", run_dir] + load, gpu_present=gpu_present)
