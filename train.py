@@ -28,8 +28,8 @@ def class_list_size(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    select_gpus(args)
     try:
+        select_gpus(args)
         resolve(args, class_list_size(args), gpu_present=compat.gpu_available())
         if args.evaluate:
             from utils.evaluation.evaluate import evaluate

@@ -63,7 +63,8 @@ def evaluate(args):
     predictor, num_heads = make_predictor(args, checkpoint)
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
     dataflow = get_eval_dataflow(label_file, image_root, args.final_size, args.batch_size,
-                                 workers=args.workers, number_of_val=args.number_of_val)
+                                 workers=args.workers, number_of_val=args.number_of_val,
+                                 num_classes=args.number_of_class)
     rule = fusion_rule(args.cam_fusion, args.arch_name)
     evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
     records, panels, example_cams = [], {}, {}
@@ -88,6 +89,7 @@ def evaluate(args):
     metrics = evaluator.compute()
     metrics["checkpoint"] = checkpoint
     metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
+    metrics["boxes_outside_image"] = dataflow.boxes_outside_image.summary()
     result_dir = os.path.join(args.log_dir, "result")
     class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
     class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
