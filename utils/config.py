@@ -183,6 +183,9 @@ def resolve(args, class_list_size=None, gpu_present=False):
         raise ConfigError(f"--ose_heads needs --method_name OSE or E2Net (got {method})")
     if args.use_bn and args.arch_name != "resnet":
         raise ConfigError("--use_bn 1 applies to ResNet50-SE (--arch_name resnet) only")
+    if args.use_pretrained_model and not args.pretrained and args.width_multiplier != 1.0:
+        raise ConfigError(f"--use_pretrained_model loads the model-zoo weights, which fit --width_multiplier 1.0 "
+                          f"only (got {args.width_multiplier}); drop one of them")
     if args.pretrained:
         args.use_pretrained_model = True
     if args.stepscale is None:

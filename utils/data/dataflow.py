@@ -257,20 +257,29 @@ class BadImageFilter(ProxyDataFlow):
     def __iter__(self):
         if self.box_check is not None:
             self.box_check[1].reset()
+        seen = 0
         for datapoint in self.ds:
+            seen += 1
             if is_bad_image_marker(datapoint):
                 self._report(datapoint[1], datapoint[2])
+                self._check_pass_end(seen)
                 continue
             *datapoint, orig_hw = datapoint
             if self.index_component is not None:
                 index = int(datapoint[self.index_component])
                 self.image_sizes[index] = tuple(int(v) for v in orig_hw)
                 if self.box_check is not None:
-                    entries, tally = self.box_check
-                    tally.add(entries[index], self.image_sizes[index])
+                    self.box_check[1].add(self.box_check[0][index], self.image_sizes[index])
+            self._check_pass_end(seen)   # before the last yield: a consumer may stop after it
             yield datapoint
-        message = self.box_check[1].message() if self.box_check is not None else None
-        if message and message != self._last_box_message:   # once, not at every validation
+
+    def _check_pass_end(self, seen):
+        """Log the boxes past their image once a pass has met every list entry (once per
+        distinct message, not at every validation)."""
+        if self.box_check is None or seen != len(self.box_check[0]):
+            return
+        message = self.box_check[1].message()
+        if message and message != self._last_box_message:
             logger.warning(message)
             self._last_box_message = message
 

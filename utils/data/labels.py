@@ -273,11 +273,11 @@ def write_label_list(path, entries):
 
 def read_class_names(path):
     """Class names in class-index order: the text after the first field of each line
-    (the whole line when it has a single field); blank lines are ignored."""
+    (the whole line when it has a single field); blank lines are ignored.  A file that is
+    not UTF-8 raises ``LabelListError`` naming the file and line."""
     names = []
-    with open(path) as f:
-        for line in f:
-            parts = line.strip().split(None, 1)
-            if parts:
-                names.append(parts[-1])
+    for _, line in _numbered_lines(path):
+        parts = line.strip().split(None, 1)
+        if parts:
+            names.append(parts[-1])
     return names
