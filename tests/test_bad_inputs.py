@@ -268,8 +268,8 @@ def test_paper_table_names_an_unreadable_run(tmp_path, capsys):
     assert "nothing/result/metrics.json: cannot read it" in one_error_line(capsys.readouterr().err, "paper_table")
 
 
-def run_module(*argv):
-    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+def run_command(*argv):
+    return subprocess.run(list(argv), cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def _truncated_tgz(path):
@@ -292,7 +292,7 @@ def test_prepare_scripts_name_a_bad_archive(tmp_path, script, make, flag):
     archive = tmp_path / "archive.tgz"
     make(archive)
     argv = [str(archive)] if flag is None else [flag, str(archive)]
-    result = run_module("bash", os.path.join("dataset", script), *argv, "--dataset-dir", str(tmp_path / "out"))
+    result = run_command("bash", os.path.join("dataset", script), *argv, "--dataset-dir", str(tmp_path / "out"))
     assert result.returncode == 2
     assert f"{archive}: not a readable tar archive" in one_error_line(result.stderr, "prepare")
 
@@ -304,6 +304,6 @@ def test_prepare_scripts_name_a_bad_archive(tmp_path, script, make, flag):
 def test_synthetic_generator_bad_input(tmp_path, argv, words):
     a_file = tmp_path / "a_file"
     a_file.write_text("x\n")
-    result = run_module("-m", "utils.data.synthetic", *[a.format(file=a_file) for a in argv])
+    result = run_command(sys.executable, "-m", "utils.data.synthetic", *[a.format(file=a_file) for a in argv])
     assert result.returncode == 2
     assert words in one_error_line(result.stderr, "python -m utils.data.synthetic")
