@@ -24,11 +24,23 @@ def class_list_size(args):
     return len(read_class_names(names)) if os.path.isfile(names) else None
 
 
+def check_model(args):
+    """Refuse a model the graph code cannot build (e.g. an unknown --gating_position) before
+    any data is read; the graph itself is built later."""
+    from models.wsol_model import WSOLModel
+    from utils.config import ConfigError, model_spec
+    try:
+        WSOLModel(model_spec(args))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         select_gpus(args)
         resolve(args, class_list_size(args), gpu_present=compat.gpu_available())
+        check_model(args)
         if args.evaluate:
             from utils.evaluation.evaluate import evaluate
             evaluate(args)

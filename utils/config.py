@@ -202,6 +202,9 @@ def resolve(args, class_list_size=None, gpu_present=False):
     if os.sep not in args.log_dir and not args.log_dir.startswith("."):
         args.log_dir = os.path.join("train_log", args.log_dir)
     check_log_dir(args.log_dir)
+    if args.load and not (os.path.exists(args.load) or os.path.isfile(args.load + ".index")):
+        raise ConfigError(f"--load {args.load}: no such checkpoint (give a model-<step> prefix, its .index file "
+                          f"or a folder holding a 'checkpoint' file)")
     if args.final_size % 16:
         raise ConfigError(f"--final_size must be a multiple of 16, got {args.final_size}")
     if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
