@@ -44,4 +44,4 @@ def test_table_rows_and_published_numbers(tmp_path, capsys):
 def test_missing_metrics_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "nothing/result/metrics.json" in error
+    assert error.startswith("paper_table: error: ") and "nothing/result/metrics.json" in error

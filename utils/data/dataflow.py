@@ -338,13 +338,14 @@ def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, wo
     A list with fewer images than ``batch_size`` is refused (``DataError``).
     """
     entries = load_entries(label_file, image_root, num_classes)
-    if len(entries) < batch_size:
-        raise DataError(f"label list {label_file} has {len(entries)} images, fewer than one batch of "
-                        f"{batch_size}; lower --batch_size (per tower) or add images")
     source = TrainSource(entries, image_root, seed)
     mapper = partial(map_train_image, final_size=final_size)
     decoded = _decoded(source, mapper, resolve_workers(workers), process_pool)
-    return LabelListBatches(BadImageFilter(decoded, on_bad_image), batch_size, False, entries, final_size)
+    filtered = BadImageFilter(decoded, on_bad_image)
+    if len(entries) < batch_size:
+        raise DataError(f"label list {label_file} has {len(entries)} images, fewer than one batch of "
+                        f"{batch_size}; lower --batch_size (per tower) or add images")
+    return LabelListBatches(filtered, batch_size, False, entries, final_size)
 
 
 def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
