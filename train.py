@@ -18,8 +18,8 @@ from utils.training.trainers import select_gpus  # noqa: E402
 def class_list_size(args):
     """Number of class names of a data set whose class count has no preset."""
     from utils.data.dataflow import dataset_paths
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     from utils.data.labels import read_class_names
+    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     names = os.path.join(os.path.dirname(label_file), "words.txt")
     return len(read_class_names(names)) if os.path.isfile(names) else None
 

@@ -11,8 +11,7 @@ from utils.errors import UserError
 from models.spec import (DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS, ModelSpec,
                          canonical_method)
 
-DATASETS = ("CUB", "ILSVRC", "SYNTH")     # with presets; any other name is an own data set
-DATASET_ALIASES = {"ImageNet": "ILSVRC"}  # released name
+DATASET_ALIASES = {"ImageNet": "ILSVRC"}  # released name; CUB, ILSVRC, SYNTH have presets, any name works
 TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
 CAM_FUSIONS = ("released", "max", "mean")
 
@@ -162,8 +161,7 @@ def resolve(args, class_list_size=None, gpu_present=False):
     ``class_list_size``: number of class names of the data set (for SYNTH / own sets).
     """
     args.dataset_name = DATASET_ALIASES.get(args.dataset_name, args.dataset_name)
-    if not args.dataset_name or args.dataset_name in (".", "..") or "/" in args.dataset_name \
-            or os.sep in args.dataset_name:
+    if args.dataset_name in ("", ".", "..") or "/" in args.dataset_name or os.sep in args.dataset_name:
         raise ConfigError(f"--dataset_name must be a folder name (e.g. MYSET), got {args.dataset_name!r}")
     check_ranges(args)
     try:

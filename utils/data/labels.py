@@ -14,7 +14,11 @@ One line per (image, box)::
 * the box is in pixels of the original image, ``x1 y1 x2 y2`` (inclusive corners, the
   ``plus_one`` convention of ``utils.boxes``); boxes are not clipped to the image (36
   released CUB val boxes extend past it);
-* the file is UTF-8.
+* the file is UTF-8;
+* a line may have no box (``path class``, as in the ILSVRC train list);
+* several lines with the same path are several ground-truth boxes of one image; they
+  are merged into one ``LabelEntry`` in order of appearance (and must agree on the class);
+* blank lines are ignored.
 
 Suspicious boxes (the typical symptom of an ``x y w h`` / ``x1 y1 x2 y2`` mix-up) are
 counted and reported, never scored silently:
@@ -27,10 +31,7 @@ counted and reported, never scored silently:
   (``x1 < 0``, ``y1 < 0``, ``x2 > width`` or ``y2 > height``; a box may end on the
   border).  Evaluation reports the count per file; a list where more than half of the
   checked boxes (at least ``MIN_BOXES_TO_REFUSE``, or all) lie outside is refused.
-* a line may have no box (``path class``, as in the ILSVRC train list);
-* several lines with the same path are several ground-truth boxes of one image; they
-  are merged into one ``LabelEntry`` in order of appearance (and must agree on the class);
-* blank lines are ignored.
+  The training list's boxes are not checked this way: training does not use them.
 
 Class-name files (``words.txt``, ``wnids.txt``): one class a line, in class-index order,
 either ``<key><whitespace><name>`` (CUB: ``1 001.Black_footed_Albatross``; ILSVRC:
