@@ -312,3 +312,15 @@ def test_synthetic_generator_bad_input(tmp_path, argv, words):
     result = run_command(sys.executable, "-m", "utils.data.synthetic", *[a.format(file=a_file) for a in argv])
     assert result.returncode == 2
     assert words in one_error_line(result.stderr, "python -m utils.data.synthetic")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--data_dir"])
+def test_demo_names_a_folder_it_cannot_write(tmp_path, flag):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x\n")
+    argv = ["--out", str(tmp_path / "demo"), "--data_dir", str(tmp_path / "data"), "--num_train", "2",
+            "--num_val", "1", "--image_size", "32"]
+    argv[argv.index(flag) + 1] = str(a_file / "sub")
+    result = run_command(sys.executable, "-m", "utils.demo", *argv)
+    assert result.returncode == 2
+    assert f"cannot write {a_file}" in one_error_line(result.stderr, "run_demo.sh")
