@@ -111,6 +111,8 @@ TRAIN_CASES = [
     case("batch-zero", {"--batch": "0"}, 2, "--batch_size must be >= 1"),
     case("final-size-zero", {"--final_size": "0"}, 2, "--final_size must be >= 32"),
     case("workers-negative", {"--workers": "-1"}, 2, "--workers must be >= 0"),
+    case("clip-gradients-nan", {"--clip_gradients": "nan"}, 2, "--clip_gradients must be >= 0 (0 = off), got nan"),
+    case("width-zero", {"--width_multiplier": "0"}, 2, "width_multiplier must be in (0, 4], got 0.0"),
     case("stepscale-zero", {"--stepscale": "0"}, 2, "--stepscale must be > 0"),
     case("unknown-gating-position", {"--method_name": "MAE", "--gating_position": "7"}, 2,
          "vgg_gap has no insertion position ['7']; valid: 11 12 1"),

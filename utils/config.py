@@ -220,6 +220,7 @@ def resolve(args, class_list_size=None, gpu_present=False):
 
 
 # (flag, test, allowed range in words) of numeric flags; None values are left to the presets.
+# (--width_multiplier is checked by ModelSpec.validate.)
 FLAG_RANGES = (
     ("cam_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("aae_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -238,7 +239,6 @@ FLAG_RANGES = (
     ("steps_per_epoch", lambda v: v >= 1, ">= 1"),
     ("stepscale", lambda v: 0 < v < float("inf"), "> 0"),
     ("clip_gradients", lambda v: 0 <= v < float("inf"), ">= 0 (0 = off)"),
-    ("width_multiplier", lambda v: 0 < v <= 4, "in (0, 4]"),
     ("cpu_towers", lambda v: v >= 1, ">= 1"),
     ("task", lambda v: v >= 0, ">= 0"),
 )
