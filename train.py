@@ -21,12 +21,21 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by 
 def class_list_size(args):
     """Number of class names of a data set whose class count has no preset."""
     from utils.data.dataflow import dataset_paths
+    from utils.data.labels import read_class_names
     label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     names = os.path.join(os.path.dirname(label_file), "words.txt")
-    if not os.path.isfile(names):
-        return None
-    with open(names) as f:
-        return sum(1 for line in f if line.strip())
+    return len(read_class_names(names)) if os.path.isfile(names) else None
+
+
+def check_model(args):
+    """Refuse a model the graph code cannot build (e.g. an unknown --gating_position) before
+    any data is read; the graph itself is built later."""
+    from models.wsol_model import WSOLModel
+    from utils.config import ConfigError, model_spec
+    try:
+        WSOLModel(model_spec(args))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def evaluates_after_training(args):
@@ -45,9 +54,10 @@ def rerun_command(argv):
 
 def main(argv=None):
     args, explicit = parse_command_line(argv)
-    select_gpus(args)
     try:
+        select_gpus(args)
         resolve(args, class_list_size, gpu_present=compat.gpu_available(), explicit=explicit)
+        check_model(args)
         if not args.evaluate:
             from utils.training.loop import train
             train(args)

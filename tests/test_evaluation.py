@@ -173,7 +173,7 @@ def run_scorer(cam_dir, capsys):
 def test_scorer_missing_npy(cam_dir, capsys):
     os.remove(cam_dir / "cams" / "sub" / "b.npy")
     code, error = run_scorer(cam_dir, capsys)
-    assert code == 2 and error.startswith("error: ") and os.path.join("sub", "b.npy") in error
+    assert code == 2 and error.startswith("scorer: error: ") and os.path.join("sub", "b.npy") in error
     assert len(error.splitlines()) == 1
 
 

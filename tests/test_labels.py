@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from utils.data.labels import (LabelEntry, LabelListError, read_class_names, read_label_list,
-                          write_label_list)
+from utils.data.labels import (LabelEntry, LabelListError, OutOfImageBoxes, boxes_outside_image,
+                               read_class_names, read_label_list, write_label_list)
 
 LABELS = os.path.join(REPO, "labels")
 
@@ -115,8 +115,7 @@ def test_write_then_read_round_trip(tmp_path):
     ("c.jpg 1 1 2 nan 4\n", "is not finite"),
     ("c.jpg 5 1 2 3 4\n", "class index 5 outside [0, 5)"),
     ("c.jpg -1\n", "class index -1 outside [0, 5)"),
-    ("c.jpg 1 10 2 9 4\n", "degenerate box"),
-    ("c.jpg 1 1 20 9 4\n", "degenerate box"),
+    ("c.jpg 1 1 2 3 4 5\n", "a path with spaces needs TAB-separated fields"),
     ("a.jpg 2 1 2 3 4\n", "listed with class 1 before, now with class 2"),
 ])
 def test_errors_name_file_and_line(tmp_path, bad_line, message):
@@ -127,6 +126,59 @@ def test_errors_name_file_and_line(tmp_path, bad_line, message):
     assert message in str(caught.value)
 
 
-def test_zero_size_box_is_allowed(tmp_path):
-    path = _write(tmp_path, "a.jpg 0 5 5 5 5\n")
-    np.testing.assert_array_equal(read_label_list(path)[0].boxes, [[5, 5, 5, 5]])
+def test_zero_size_box_is_read_and_reported(tmp_path, caplog):
+    path = _write(tmp_path, "a.jpg 0 5 5 5 5\nb.jpg 0 1 1 9 9\nc.jpg 0 2 2 8 8\n")
+    entries = read_label_list(path)
+    np.testing.assert_array_equal(entries[0].boxes, [[5, 5, 5, 5]])
+    assert entries.suspicious == [(1, "x2<=x1 or y2<=y1")]
+    assert f"{path}: 1 of 3 boxes are suspicious (1 with x2<=x1 or y2<=y1; line 1)" in caplog.text
+
+
+def test_suspicious_boxes_are_counted_with_their_lines(tmp_path, caplog):
+    good = "".join(f"g{i}.jpg 0 1 1 9 9\n" for i in range(7))
+    path = _write(tmp_path, good + "a.jpg 1 10 2 9 4\nb.jpg 1 1 20 9 4\nc.jpg 1 -3 2 9 4\n\nd.jpg 0 1 2 3 4\n")
+    entries = read_label_list(path)
+    assert entries.num_boxes == 11 and len(entries) == 11
+    assert entries.suspicious == [(8, "x2<=x1 or y2<=y1"), (9, "x2<=x1 or y2<=y1"), (10, "negative coordinate")]
+    assert entries[7].lines == (8,)
+    assert ("3 of 11 boxes are suspicious (2 with x2<=x1 or y2<=y1, 1 with negative coordinate; "
+            "lines 8, 9, 10)") in caplog.text
+
+
+def test_a_list_where_most_boxes_are_inverted_is_refused(tmp_path):
+    path = _write(tmp_path, "a.jpg 0 139 30 100 264\nb.jpg 0 60 27 325 304\nc.jpg 0 10 40 5 20\n")
+    with pytest.raises(LabelListError, match=r"2 of 3 boxes are suspicious .* lines 1, 3\).*x y w h"):
+        read_label_list(path)
+
+
+def test_tab_separated_paths_may_hold_spaces(tmp_path):
+    path = _write(tmp_path, "my birds/a b.jpg\t2\t1\t2\t30\t40\nlegacy.jpg 1 0 0 5 5\n")
+    entries = read_label_list(path)
+    assert [(e.path, e.label) for e in entries] == [("my birds/a b.jpg", 2), ("legacy.jpg", 1)]
+    np.testing.assert_array_equal(entries[0].boxes, [[1, 2, 30, 40]])
+    back = str(tmp_path / "back.txt")
+    write_label_list(back, entries)
+    assert [e.path for e in read_label_list(back)] == ["my birds/a b.jpg", "legacy.jpg"]
+
+
+def test_a_file_that_is_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("a.jpg 0 1 1 5 5\nb\xe9b\xe9.jpg 0 1 1 5 5\n".encode("latin-1"))
+    with pytest.raises(LabelListError, match=rf"^{path}:2: not UTF-8 text \(byte 0xe9 at column 2\)"):
+        read_label_list(str(path))
+
+
+def test_boxes_outside_their_image_are_counted_then_refused_when_most(tmp_path):
+    lines = "".join(f"i{i}.jpg 0 1 1 {9 + 10 * (i % 3 == 0)} 9\n" for i in range(6))  # i0, i3 too wide
+    entries = read_label_list(_write(tmp_path, lines))
+    tally = OutOfImageBoxes("list.txt", total_boxes=6)
+    for entry in entries:
+        tally.add(entry, (10, 10))
+    assert tally.summary() == {"label_file": "list.txt", "checked": 6, "outside": 2, "lines": [1, 4]}
+    assert tally.message() == "list.txt: 2 of 6 boxes extend past their image (lines 1, 4); they are scored as given"
+    np.testing.assert_array_equal(boxes_outside_image([[0, 0, 10, 10], [-1, 0, 5, 5], [0, 0, 5, 11]], (10, 10)),
+                                  [False, True, True])
+    tally = OutOfImageBoxes("list.txt", total_boxes=2)   # refuses after min(32, total) boxes
+    tally.add(entries[0], (10, 10))
+    with pytest.raises(LabelListError, match="2 of the 2 boxes checked so far extend past their image"):
+        tally.add(entries[3], (10, 10))

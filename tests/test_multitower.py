@@ -1,4 +1,4 @@
-"""Several towers on one machine: ``--gpu 0,1`` trains two towers (on the CPU here, through
+"""Several towers on one machine: ``--cpu_towers 2`` trains two towers (as ``--gpu 0,1`` would; on the CPU, through
 soft placement) with SyncMultiGPUTrainerReplicated or, with ``--trainer parameter_server``,
 SyncMultiGPUTrainerParameterServer — and counts steps exactly like one tower.
 
@@ -62,7 +62,7 @@ def one_tower(synth_dir, tmp_path_factory):
 def test_two_towers_count_steps_like_one(synth_dir, one_tower, tmp_path, trainer, marker):
     one_dir, one_log = one_tower
     two_dir = str(tmp_path / "two_towers")
-    two_log = run_training(synth_dir, two_dir, "--gpu", "0,1", "--trainer", trainer)
+    two_log = run_training(synth_dir, two_dir, "--cpu_towers", "2", "--trainer", trainer)
 
     assert "Training a model of 2 towers" in two_log
     assert "Building graph for training tower 1" in two_log

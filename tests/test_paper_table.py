@@ -47,7 +47,7 @@ def test_table_rows_and_published_numbers(tmp_path, capsys):
 def test_missing_metrics_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "nothing/result/metrics.json" in error
+    assert error.startswith("paper_table: error: ") and "nothing/result/metrics.json" in error
 
 
 def test_runs_off_the_published_setting_are_marked(tmp_path, capsys):

@@ -176,7 +176,7 @@ def test_schedule_and_clip_flags_reach_the_run(data_dir):
     args = parse_args(common + ["--clip_gradients", "5", "--lr_decay_epochs", "24"], class_list_size=4)
     assert model_spec(args).gradient_clip_norm == 5.0 and args.lr_decay_epochs == [24]
     assert model_spec(parse_args(common, class_list_size=4)).gradient_clip_norm == 0.0  # off, as released
-    with pytest.raises(ConfigError, match="clip norm"):
+    with pytest.raises(ConfigError, match="--clip_gradients must be >= 0"):
         parse_args(common + ["--clip_gradients", "-1"], class_list_size=4)
     with pytest.raises(ConfigError, match="--lr_decay_epochs"):
         parse_args(common + ["--lr_decay_epochs", "0"], class_list_size=4)

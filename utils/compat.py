@@ -48,12 +48,17 @@ def _patch_tensorpack_validate_coords():
     tp_image.validate_coords = validate_coords
 
 
+def gpu_count():
+    """GPUs TensorFlow sees (after ``CUDA_VISIBLE_DEVICES``), without allocating GPU memory."""
+    if TF2:
+        return len(_tf_root.config.list_physical_devices("GPU"))
+    from tensorflow.python.client import device_lib
+    return sum(d.device_type == "GPU" for d in device_lib.list_local_devices())
+
+
 def gpu_available():
     """True when TensorFlow sees at least one GPU."""
-    if TF2:
-        return len(_tf_root.config.list_physical_devices("GPU")) > 0
-    from tensorflow.python.client import device_lib
-    return any(d.device_type == "GPU" for d in device_lib.list_local_devices())
+    return gpu_count() > 0
 
 
 _patch_tensorpack_validate_coords()

@@ -12,7 +12,7 @@ from utils.errors import UserError
 from models.spec import (ARCH_ALIASES, ARCHS, DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS,
                          ModelSpec, canonical_method)
 
-DATASETS = ("CUB", "ILSVRC", "SYNTH")
+DATASET_ALIASES = {"ImageNet": "ILSVRC"}  # released name; CUB, ILSVRC, SYNTH have presets, any name works
 TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
 CAM_FUSIONS = ("released", "max", "mean")
 
@@ -56,8 +56,9 @@ def build_parser():
                     "The released E2Net flags keep their meaning; names in brackets are released aliases.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset_name", default="CUB", choices=DATASETS + ("ImageNet",),
-                   help="data set (ImageNet = ILSVRC)")
+    g.add_argument("--dataset_name", default="CUB", metavar="NAME",
+                   help="CUB, ILSVRC (released alias: ImageNet), SYNTH, or any other name: "
+                        "lists <data_dir>/NAME/{train,val}.txt (or under --label_dir), images <data_dir>/NAME/images")
     g.add_argument("--data_dir", default="dataset", help="folder holding CUB/, ILSVRC/, SYNTH/")
     g.add_argument("--label_dir", default=None,
                    help="folder holding <DATASET>/{train,val}.txt (default: labels/ for CUB and ILSVRC, "
@@ -99,7 +100,11 @@ def build_parser():
     g.add_argument("--data_format", default=None, choices=("NHWC", "NCHW"), help="force a data format")
 
     g = p.add_argument_group("training")
-    g.add_argument("--gpu", default=None, help="comma-separated GPU ids; one tower each (none: CPU)")
+    g.add_argument("--gpu", default=None,
+                   help="comma-separated GPU ids; one tower each (none: CPU); each must be a GPU TensorFlow sees")
+    g.add_argument("--cpu_towers", type=int, default=1,
+                   help="towers on the CPU when no --gpu is given (runs the multi-GPU path on a machine "
+                        "without GPUs; the batch is split across them)")
     g.add_argument("--trainer", default="replicated", choices=TRAINERS,
                    help="multi-GPU / multi-machine trainer")
     g.add_argument("--cluster", default=None,
@@ -193,8 +198,10 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
     command line (``parse_command_line``); when given, a run that already has a config.json
     (``--evaluate``, resume) takes its model flags from it.
     """
-    if args.dataset_name == "ImageNet":
-        args.dataset_name = "ILSVRC"
+    args.dataset_name = DATASET_ALIASES.get(args.dataset_name, args.dataset_name)
+    if args.dataset_name in ("", ".", "..") or "/" in args.dataset_name or os.sep in args.dataset_name:
+        raise ConfigError(f"--dataset_name must be a folder name (e.g. MYSET), got {args.dataset_name!r}")
+    check_ranges(args)
     try:
         args.method_name = canonical_method(args.method_name)
     except ValueError as e:
@@ -222,6 +229,9 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
         raise ConfigError(f"--ose_heads needs --method_name OSE or E2Net (got {method})")
     if args.use_bn and args.arch_name != "resnet":
         raise ConfigError("--use_bn 1 applies to ResNet50-SE (--arch_name resnet) only")
+    if args.use_pretrained_model and not args.pretrained and args.width_multiplier != 1.0:
+        raise ConfigError(f"--use_pretrained_model loads the model-zoo weights, which fit --width_multiplier 1.0 "
+                          f"only (got {args.width_multiplier}); drop one of them")
     if args.pretrained:
         args.use_pretrained_model = True
     if args.stepscale is None:
@@ -233,24 +243,87 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
                               CAM_THRESHOLD.get((args.arch_name, args.dataset_name), DEFAULT_CAM_THRESHOLD))
     if args.data_format is None:
         args.data_format = "NHWC" if args.is_data_format_nhwc or not gpu_present else "NCHW"
+    check_log_dir(args.log_dir)
+    if args.load and not (os.path.exists(args.load) or os.path.isfile(args.load + ".index")):
+        raise ConfigError(f"--load {args.load}: no such checkpoint (give a model-<step> prefix, its .index file "
+                          f"or a folder holding a 'checkpoint' file)")
     if args.final_size % 16:
         raise ConfigError(f"--final_size must be a multiple of 16, got {args.final_size}")
-    if args.batch_size < 1:
-        raise ConfigError("--batch_size must be positive")
     if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
         raise ConfigError(f"--lr_decay_epochs must be positive epochs, got {args.lr_decay_epochs}")
     if args.trainer.startswith("distributed"):
         from utils.training.distributed import resolve_cluster
         resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
-    towers = len(gpu_list(args)) or 1
+    if args.gpu is not None and args.cpu_towers != 1:
+        raise ConfigError("--cpu_towers is for runs without --gpu (one tower per GPU otherwise)")
+    towers = num_towers(args)
     if args.batch_size % towers:
         raise ConfigError(f"--batch_size {args.batch_size} does not split over {towers} towers")
     model_spec(args).validate()
     return args
 
 
+# (flag, test, allowed range in words) of numeric flags; None values are left to the presets.
+# (--width_multiplier is checked by ModelSpec.validate.)
+FLAG_RANGES = (
+    ("cam_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("aae_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("adl_threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("adl_keep_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("base_lr", lambda v: 0 < v < float("inf"), "> 0"),
+    ("epoch", lambda v: v >= 1, ">= 1"),
+    ("starting_epoch", lambda v: v >= 1, ">= 1"),
+    ("number_of_cam_curve_interval", lambda v: v >= 1, ">= 1"),
+    ("number_of_class", lambda v: v >= 1, ">= 1"),
+    ("number_of_val", lambda v: v >= 1, ">= 1"),
+    ("number_of_examples", lambda v: v >= 0, ">= 0"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("final_size", lambda v: v >= 32, ">= 32"),
+    ("workers", lambda v: v >= 0, ">= 0"),
+    ("steps_per_epoch", lambda v: v >= 1, ">= 1"),
+    ("stepscale", lambda v: 0 < v < float("inf"), "> 0"),
+    ("clip_gradients", lambda v: 0 <= v < float("inf"), ">= 0 (0 = off)"),
+    ("cpu_towers", lambda v: v >= 1, ">= 1"),
+    ("task", lambda v: v >= 0, ">= 0"),
+)
+
+
+def check_ranges(args):
+    """One ConfigError line for the first numeric flag outside its range (NaN included)."""
+    for name, valid, allowed in FLAG_RANGES:
+        value = getattr(args, name, None)
+        if value is not None and not valid(value):
+            raise ConfigError(f"--{name} must be {allowed}, got {value}")
+
+
+def check_log_dir(log_dir):
+    """A log folder must be creatable: refuse a path that is, or lies under, a regular file."""
+    path = os.path.abspath(log_dir)
+    while True:
+        if os.path.exists(path) and not os.path.isdir(path):
+            where = "is" if path == os.path.abspath(log_dir) else f"lies under {path}, which is"
+            raise ConfigError(f"--log_dir {log_dir} {where} a file, not a folder")
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
 def gpu_list(args):
-    return [g for g in (args.gpu or "").split(",") if g.strip() != ""]
+    """The ``--gpu`` ids as strings; ConfigError for an id that is not a non-negative
+    integer or that is listed twice."""
+    ids = [g.strip() for g in (args.gpu or "").split(",") if g.strip() != ""]
+    bad = [g for g in ids if not g.isdigit()]
+    if bad:
+        raise ConfigError(f"--gpu {args.gpu}: GPU ids are comma-separated integers such as 0,1 (got {bad[0]!r})")
+    if len(set(int(g) for g in ids)) != len(ids):
+        raise ConfigError(f"--gpu {args.gpu}: a GPU id is listed twice")
+    return ids
+
+
+def num_towers(args):
+    """Towers of a run: one per ``--gpu`` id, else ``--cpu_towers`` (default 1)."""
+    return len(gpu_list(args)) or args.cpu_towers
 
 
 def model_spec(args):

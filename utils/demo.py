@@ -21,6 +21,7 @@ from utils.data.dataflow import dataset_paths
 from utils.data.labels import read_label_list
 from utils.data.synthetic import ensure_synthetic
 from utils.data.transforms import eval_boxes
+from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.results import latest_result_dir
 from utils.evaluation.visualization import example_panel
 
@@ -161,14 +162,21 @@ def comparison_grid(args, path):
         cv2.imwrite(path, np.vstack(rows))
 
 
+class DemoError(UserError, RuntimeError):
+    """A demo folder that cannot be written."""
+
+
 def main(argv=None):
     args = apply_recipe(build_parser().parse_args(argv))
     start = time.time()
-    os.makedirs(args.out, exist_ok=True)
     synth_dir = os.path.join(args.data_dir, "SYNTH")
     params = dict(num_classes=args.num_classes, num_train=args.num_train, num_val=args.num_val,
                   size=args.image_size, seed=args.seed)
-    generated = ensure_synthetic(synth_dir, workers=args.workers, **params)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        generated = ensure_synthetic(synth_dir, workers=args.workers, **params)
+    except OSError as error:
+        raise DemoError(f"cannot write {error.filename or args.out}: {error.strerror or error}") from None
     print(f"[demo] synthetic set {'generated' if generated else 'cached'} in {synth_dir}", flush=True)
     results = {method: run_train(args, method) for method in METHODS}
     trivial = trivial_box_rows(args)
@@ -190,4 +198,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error("run_demo.sh", main))

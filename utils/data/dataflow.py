@@ -69,6 +69,7 @@ import numpy as np  # noqa: E402
 from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNGDataFlow  # noqa: E402
 from tensorpack.utils.utils import get_rng  # noqa: E402
 
+from utils.data.labels import OutOfImageBoxes  # noqa: E402
 from utils.data.metadata import is_metadata_split, metadata_split_dir, read_entries  # noqa: E402
 from utils.errors import UserError
 from utils.data.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
@@ -120,14 +121,15 @@ def prepare_hint(path):
     return "the data set's preparation step (see README)"
 
 
-def load_entries(label_file, image_root):
+def load_entries(label_file, image_root, num_classes=None):
     """Check that the list, the image root and the first image's folder exist and are not
-    empty; return the entries."""
+    empty (and, given ``num_classes``, that every class index is below it); return the
+    entries (a label list file's or a wsolevaluation metadata folder's, ``utils.data.metadata``)."""
     if not is_metadata_split(label_file) and (not os.path.isfile(label_file) or os.path.getsize(label_file) == 0):
         raise DataError(f"label list {label_file} is missing or empty; run {prepare_hint(label_file)}")
     if not os.path.isdir(image_root) or not os.listdir(image_root):
         raise DataError(f"image directory {image_root} is missing or empty; run {prepare_hint(image_root)}")
-    entries = read_entries(label_file)
+    entries = read_entries(label_file, num_classes=num_classes)
     if not entries:
         raise DataError(f"label list {label_file} lists no image; run {prepare_hint(label_file)}")
     first_dir = os.path.dirname(os.path.join(image_root, entries[0].path))
@@ -255,24 +257,45 @@ class BadImageFilter(ProxyDataFlow):
     the running count, or raising ``DataError`` when ``on_bad_image='error'``), keeps the
     original size of each evaluated image, and strips that size from the datapoint."""
 
-    def __init__(self, ds, on_bad_image="skip", index_component=None):
+    def __init__(self, ds, on_bad_image="skip", index_component=None, box_check=None):
         super().__init__(ds)
         if on_bad_image not in ON_BAD_IMAGE_CHOICES:
             raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE_CHOICES}, got {on_bad_image!r}")
         self.on_bad_image = on_bad_image
         self.index_component = index_component
+        self.box_check = box_check  # (entries, OutOfImageBoxes) of an eval list, or None
+        self._last_box_message = None
         self.bad_images = []   # (path, reason), in the order met
         self.image_sizes = {}  # list index -> (height, width), eval only
 
     def __iter__(self):
+        if self.box_check is not None:
+            self.box_check[1].reset()
+        seen = 0
         for datapoint in self.ds:
+            seen += 1
             if is_bad_image_marker(datapoint):
                 self._report(datapoint[1], datapoint[2])
+                self._check_pass_end(seen)
                 continue
             *datapoint, orig_hw = datapoint
             if self.index_component is not None:
-                self.image_sizes[int(datapoint[self.index_component])] = tuple(int(v) for v in orig_hw)
+                index = int(datapoint[self.index_component])
+                self.image_sizes[index] = tuple(int(v) for v in orig_hw)
+                if self.box_check is not None:
+                    self.box_check[1].add(self.box_check[0][index], self.image_sizes[index])
+            self._check_pass_end(seen)   # before the last yield: a consumer may stop after it
             yield datapoint
+
+    def _check_pass_end(self, seen):
+        """Log the boxes past their image once a pass has met every list entry (once per
+        distinct message, not at every validation)."""
+        if self.box_check is None or seen != len(self.box_check[0]):
+            return
+        message = self.box_check[1].message()
+        if message and message != self._last_box_message:
+            logger.warning(message)
+            self._last_box_message = message
 
     def _report(self, path, reason):
         if self.on_bad_image == "error":
@@ -295,6 +318,11 @@ class LabelListBatches(BatchData):
         return self.ds.bad_images
 
     @property
+    def boxes_outside_image(self):
+        """``OutOfImageBoxes`` of the list (eval only; None for training)."""
+        return self.ds.box_check[1] if self.ds.box_check is not None else None
+
+    @property
     def image_sizes(self):
         """``{list index: (height, width)}`` of the images evaluated so far (eval only)."""
         return self.ds.image_sizes
@@ -313,32 +341,42 @@ def _decoded(source, mapper, workers, make_pool):
 
 
 def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
-                       on_bad_image="skip", seed=None):
+                       on_bad_image="skip", seed=None, num_classes=None):
     """Shuffled, augmented training batches ``[images, labels, boxes]`` (one pass over the
     list per iteration, remainder dropped).
 
     ``workers``: decoding processes; ``None`` = all cores, 0 or 1 = in the calling process.
     ``seed`` fixes the order and the augmentation (the same batches for any ``workers``).
     ``on_bad_image``: ``'skip'`` (log, count in ``bad_images``) or ``'error'`` (raise).
+    ``num_classes``: refuse a list with a class index outside ``[0, num_classes)``.
+    A list with fewer images than ``batch_size`` is refused (``DataError``).
     """
-    entries = load_entries(label_file, image_root)
+    entries = load_entries(label_file, image_root, num_classes)
     source = TrainSource(entries, image_root, seed)
     mapper = partial(map_train_image, final_size=final_size)
     decoded = _decoded(source, mapper, resolve_workers(workers), process_pool)
-    return LabelListBatches(BadImageFilter(decoded, on_bad_image), batch_size, False, entries, final_size)
+    filtered = BadImageFilter(decoded, on_bad_image)
+    if len(entries) < batch_size:
+        raise DataError(f"label list {label_file} has {len(entries)} images, fewer than one batch of "
+                        f"{batch_size}; lower --batch_size (per tower) or add images")
+    return LabelListBatches(filtered, batch_size, False, entries, final_size)
 
 
 def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
-                      number_of_val=None):
+                      number_of_val=None, num_classes=None):
     """Centre-cropped evaluation batches ``[images, labels, boxes, indices]`` in list order
     (remainder kept); bad images are logged, skipped and listed in ``bad_images``.
 
     ``workers``: decoding threads; ``None`` = all cores, 0 or 1 = in the calling process.
     ``number_of_val``: evaluate only the first N list entries.
+    ``num_classes``: refuse a list with a class index outside ``[0, num_classes)``.
+    Boxes extending past their image are counted (``boxes_outside_image``, logged at the
+    end of each pass); a list where most of them do is refused (``utils.data.labels``).
     """
-    entries = load_entries(label_file, image_root)[:number_of_val]
+    entries = load_entries(label_file, image_root, num_classes)[:number_of_val]
     source = EvalSource(entries, image_root)
     mapper = partial(map_eval_image, final_size=final_size)
     decoded = _decoded(source, mapper, resolve_workers(workers), thread_pool)
-    return LabelListBatches(BadImageFilter(decoded, "skip", index_component=3), batch_size, True,
-                            entries, final_size)
+    box_check = (entries, OutOfImageBoxes(label_file, sum(len(e.boxes) for e in entries)))
+    return LabelListBatches(BadImageFilter(decoded, "skip", index_component=3, box_check=box_check),
+                            batch_size, True, entries, final_size)

@@ -6,22 +6,38 @@ One line per (image, box)::
 
     relative/path.jpg<TAB><class index><TAB>x1<TAB>y1<TAB>x2<TAB>y2
 
-* fields are separated by whitespace; the project writes TABs, the reader accepts any
-  whitespace, so paths must not contain whitespace;
+* fields are separated by TABs (the project writes TABs); a line with a TAB is split on
+  TABs only, so paths may contain spaces; a line without any TAB (legacy lists) is split
+  on whitespace;
 * the path is relative to the image root of the data set (see ``utils.data.dataflow.dataset_paths``);
 * the class index is 0-based;
-* the box is in pixels of the original image, ``x1 y1 x2 y2`` with ``x1 <= x2`` and
-  ``y1 <= y2`` (inclusive corners, the ``plus_one`` convention of ``utils.boxes``);
-  boxes are not clipped to the image (a few released CUB boxes extend past it);
+* the box is in pixels of the original image, ``x1 y1 x2 y2`` (inclusive corners, the
+  ``plus_one`` convention of ``utils.boxes``); boxes are not clipped to the image (36
+  released CUB val boxes extend past it);
+* the file is UTF-8;
 * a line may have no box (``path class``, as in the ILSVRC train list);
 * several lines with the same path are several ground-truth boxes of one image; they
   are merged into one ``LabelEntry`` in order of appearance (and must agree on the class);
 * blank lines are ignored.
 
+Suspicious boxes (the typical symptom of an ``x y w h`` / ``x1 y1 x2 y2`` mix-up) are
+counted and reported, never scored silently:
+
+* when the list is read: boxes with ``x2 <= x1`` or ``y2 <= y1`` (empty or inverted) or a
+  negative coordinate.  ``read_label_list`` logs one warning per file with the count and
+  the first line numbers (``LabelList.suspicious``) and refuses the list
+  (``LabelListError``) when more than half of its boxes are suspicious;
+* when the images are decoded (``OutOfImageBoxes``): boxes extending past their image
+  (``x1 < 0``, ``y1 < 0``, ``x2 > width`` or ``y2 > height``; a box may end on the
+  border).  Evaluation reports the count per file; a list where more than half of the
+  checked boxes (at least ``MIN_BOXES_TO_REFUSE``, or all) lie outside is refused.
+  The training list's boxes are not checked this way: training does not use them.
+
 Class-name files (``words.txt``, ``wnids.txt``): one class a line, in class-index order,
 either ``<key><whitespace><name>`` (CUB: ``1 001.Black_footed_Albatross``; ILSVRC:
 ``n01440764<TAB>tench, Tinca tinca``) or a single token (``wnids.txt``).
 """
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +45,10 @@ import numpy as np
 from utils.errors import UserError
 
 BOX_FORMATS = ("xyxy", "xywh")
+LINES_SHOWN = 5           # line numbers quoted in a report
+MIN_BOXES_TO_REFUSE = 32  # out-of-image boxes refuse a list only after this many checks
+
+logger = logging.getLogger(__name__)
 
 
 class LabelListError(UserError, ValueError):
@@ -41,13 +61,88 @@ class LabelEntry:
     path: str
     label: int
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    lines: tuple = field(default=(), compare=False)   # list line number of each box
+
+
+class LabelList(list):
+    """The ``LabelEntry`` list of a file, with what the reader found suspicious.
+
+    ``path``: the file; ``num_boxes``: boxes read; ``suspicious``: ``[(line, reason)]`` of
+    the boxes with ``x2 <= x1``, ``y2 <= y1`` or a negative coordinate, in file order."""
+
+    def __init__(self, entries, path, num_boxes, suspicious):
+        super().__init__(entries)
+        self.path = path
+        self.num_boxes = num_boxes
+        self.suspicious = suspicious
+
+
+def line_numbers_text(lines):
+    """``'lines 3, 8, 12, ...'`` (the first ``LINES_SHOWN``)."""
+    shown = ", ".join(str(n) for n in lines[:LINES_SHOWN])
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{', ...' if len(lines) > LINES_SHOWN else ''}"
+
+
+def box_problems(boxes):
+    """Per box ``x1 y1 x2 y2`` of ``[n, 4]``: why it is suspicious without its image
+    (``'x2<=x1 or y2<=y1'``, ``'negative coordinate'``) or None."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    negative = np.any(boxes < 0, axis=1)
+    return ["x2<=x1 or y2<=y1" if e else "negative coordinate" if n else None
+            for e, n in zip(empty.tolist(), negative.tolist())]
+
+
+def boxes_outside_image(boxes, image_hw):
+    """Bool ``[n]``: the boxes ``[n, 4]`` that extend past an image of size ``(H, W)``."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    height, width = image_hw
+    return ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height))
+
+
+class OutOfImageBoxes:
+    """Counts the boxes of a list that extend past their image, as its images are decoded;
+    refuses the list (``LabelListError``) once more than half of at least
+    ``min(MIN_BOXES_TO_REFUSE, total_boxes)`` checked boxes lie outside."""
+
+    def __init__(self, label_file, total_boxes):
+        self.label_file = label_file
+        self.refuse_after = max(1, min(MIN_BOXES_TO_REFUSE, total_boxes))
+        self.reset()
+
+    def reset(self):
+        """Start a new pass over the list."""
+        self.checked = 0
+        self.lines = []
+
+    def add(self, entry, image_hw):
+        outside = boxes_outside_image(entry.boxes, image_hw)
+        self.checked += len(outside)
+        self.lines.extend(entry.lines[i] if i < len(entry.lines) else 0 for i in np.flatnonzero(outside))
+        if self.checked >= self.refuse_after and 2 * len(self.lines) > self.checked:
+            raise LabelListError(
+                f"{self.label_file}: {len(self.lines)} of the {self.checked} boxes checked so far extend past "
+                f"their image ({line_numbers_text(self.lines)}); are the boxes x y w h instead of x1 y1 x2 y2?")
+
+    def summary(self):
+        """JSON-able record: file, boxes checked, boxes outside and their first line numbers."""
+        return {"label_file": self.label_file, "checked": self.checked, "outside": len(self.lines),
+                "lines": self.lines[:LINES_SHOWN]}
+
+    def message(self):
+        """One line for the log, or None when every checked box lies inside its image."""
+        if not self.lines:
+            return None
+        return (f"{self.label_file}: {len(self.lines)} of {self.checked} boxes extend past their image "
+                f"({line_numbers_text(self.lines)}); they are scored as given")
 
 
 def _parse_line(fields, box_format, where):
     """``(path, label, box or None)`` of one split line; raises ``LabelListError``."""
     if len(fields) not in (2, 6):
+        hint = "; a path with spaces needs TAB-separated fields" if len(fields) > 6 else ""
         raise LabelListError(f"{where}: expected 'path class' or 'path class x1 y1 x2 y2' "
-                             f"(2 or 6 fields), got {len(fields)} fields")
+                             f"(2 or 6 fields), got {len(fields)} fields{hint}")
     path, label_text = fields[0], fields[1]
     try:
         label = int(label_text)
@@ -63,10 +158,15 @@ def _parse_line(fields, box_format, where):
         raise LabelListError(f"{where}: box {' '.join(fields[2:])!r} is not finite")
     if box_format == "xywh":
         box[2:] += box[:2]
-    if box[2] < box[0] or box[3] < box[1]:
-        raise LabelListError(f"{where}: degenerate box x1={box[0]:g} y1={box[1]:g} "
-                             f"x2={box[2]:g} y2={box[3]:g} (needs x1<=x2 and y1<=y2)")
     return path, label, box
+
+
+def split_line(line):
+    """Fields of a list line: split on TABs when it has one (paths may hold spaces),
+    else on whitespace; surrounding whitespace and empty fields are dropped."""
+    if "\t" not in line:
+        return line.split()
+    return [f for f in (f.strip() for f in line.split("\t")) if f]
 
 
 def read_label_list(path, num_classes=None, box_format="xyxy"):
@@ -78,40 +178,77 @@ def read_label_list(path, num_classes=None, box_format="xyxy"):
         box_format: ``'xyxy'`` (the project format) or ``'xywh'`` (x y width height, as in
             the released CUB train list); boxes are returned as x1 y1 x2 y2 either way.
     Returns:
-        ``list[LabelEntry]`` in order of first appearance; ``boxes`` is float32 ``[n, 4]``
-        (``[0, 4]`` for box-less lines).
+        a ``LabelList`` of ``LabelEntry`` in order of first appearance; ``boxes`` is float32
+        ``[n, 4]`` (``[0, 4]`` for box-less lines).  Suspicious boxes (module docstring) are
+        logged as one warning and listed in ``LabelList.suspicious``.
     Raises:
-        LabelListError: for a malformed line, a class out of range, a degenerate box or an
-            image listed with two different classes; the message starts with ``file:line:``.
+        LabelListError: for a malformed line, a class out of range, an image listed with two
+            different classes, a file that is not UTF-8 text (the message starts with
+            ``file:line:``), or a list where most boxes are suspicious.
         OSError: if the file cannot be read.
     """
     if box_format not in BOX_FORMATS:
         raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}")
     entries = {}
     boxes_by_path = {}
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{line_number}"
-            image_path, label, box = _parse_line(fields, box_format, where)
-            if num_classes is not None and not 0 <= label < num_classes:
-                raise LabelListError(f"{where}: class index {label} outside [0, {num_classes})")
-            entry = entries.get(image_path)
-            if entry is None:
-                entry = entries[image_path] = LabelEntry(image_path, label)
-                boxes_by_path[image_path] = []
-            elif entry.label != label:
-                raise LabelListError(f"{where}: {image_path} was listed with class {entry.label} "
-                                     f"before, now with class {label}")
-            if box is not None:
-                boxes_by_path[image_path].append(box)
+    lines_by_path = {}
+    for line_number, line in _numbered_lines(path):
+        fields = split_line(line)
+        if not fields:
+            continue
+        where = f"{path}:{line_number}"
+        image_path, label, box = _parse_line(fields, box_format, where)
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise LabelListError(f"{where}: class index {label} outside [0, {num_classes}) "
+                                 f"(--number_of_class {num_classes})")
+        entry = entries.get(image_path)
+        if entry is None:
+            entry = entries[image_path] = LabelEntry(image_path, label)
+            boxes_by_path[image_path], lines_by_path[image_path] = [], []
+        elif entry.label != label:
+            raise LabelListError(f"{where}: {image_path} was listed with class {entry.label} "
+                                 f"before, now with class {label}")
+        if box is not None:
+            boxes_by_path[image_path].append(box)
+            lines_by_path[image_path].append(line_number)
     for image_path, entry in entries.items():
         boxes = boxes_by_path[image_path]
         if boxes:
             entry.boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
-    return list(entries.values())
+            entry.lines = tuple(lines_by_path[image_path])
+    boxes = [box for path_boxes in boxes_by_path.values() for box in path_boxes]
+    lines = [line for path_lines in lines_by_path.values() for line in path_lines]
+    suspicious = sorted((line, problem) for line, problem in zip(lines, box_problems(boxes)) if problem)
+    result = LabelList(entries.values(), path, len(boxes), suspicious)
+    _report_suspicious(result)
+    return result
+
+
+def _numbered_lines(path):
+    """``(line number, text)`` of a UTF-8 file; a decoding error names the file and line."""
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            try:
+                yield line_number, raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise LabelListError(f"{path}:{line_number}: not UTF-8 text (byte {raw[error.start]:#04x} "
+                                     f"at column {error.start + 1}); save the list as UTF-8") from None
+
+
+def _report_suspicious(labels):
+    """Warn about the suspicious boxes of a list; refuse it when they are the majority."""
+    if not labels.suspicious:
+        return
+    lines = [line for line, _ in labels.suspicious]
+    counts = {}
+    for _, reason in labels.suspicious:
+        counts[reason] = counts.get(reason, 0) + 1
+    kinds = ", ".join(f"{count} with {reason}" for reason, count in counts.items())
+    text = (f"{labels.path}: {len(lines)} of {labels.num_boxes} boxes are suspicious ({kinds}; "
+            f"{line_numbers_text(lines)})")
+    if 2 * len(lines) > labels.num_boxes:
+        raise LabelListError(f"{text}: most boxes are wrong; are they x y w h instead of x1 y1 x2 y2?")
+    logger.warning("%s; they are used as given", text)
 
 
 def format_number(value):
@@ -137,11 +274,11 @@ def write_label_list(path, entries):
 
 def read_class_names(path):
     """Class names in class-index order: the text after the first field of each line
-    (the whole line when it has a single field); blank lines are ignored."""
+    (the whole line when it has a single field); blank lines are ignored.  A file that is
+    not UTF-8 raises ``LabelListError`` naming the file and line."""
     names = []
-    with open(path) as f:
-        for line in f:
-            parts = line.strip().split(None, 1)
-            if parts:
-                names.append(parts[-1])
+    for _, line in _numbered_lines(path):
+        parts = line.strip().split(None, 1)
+        if parts:
+            names.append(parts[-1])
     return names

@@ -140,11 +140,17 @@ def read_metadata(folder):
     return entries, sizes
 
 
-def read_entries(source):
-    """The entries of a label list file or of a metadata split folder."""
-    if os.path.isdir(source):
-        return read_metadata(source)[0]
-    return read_label_list(source)
+def read_entries(source, num_classes=None):
+    """The entries of a label list file or of a metadata split folder; given ``num_classes``,
+    a class index outside ``[0, num_classes)`` is a ``LabelListError``."""
+    if not os.path.isdir(source):
+        return read_label_list(source, num_classes=num_classes)
+    entries = read_metadata(source)[0]
+    for entry in entries:
+        if num_classes is not None and not 0 <= entry.label < num_classes:
+            raise LabelListError(f"{os.path.join(source, CLASS_LABELS)}: {entry.path}: class index {entry.label} "
+                                 f"outside [0, {num_classes})")
+    return entries
 
 
 def _coordinate(value):

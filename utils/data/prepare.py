@@ -28,15 +28,17 @@ Both are idempotent: a finished directory carries a ``.complete`` marker and is 
 and files are written under a temporary name and renamed, so an interrupted run resumes.
 """
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tarfile
+import zlib
 
 import cv2
 import numpy as np
 
-from utils.errors import UserError
+from utils.errors import UserError, exit_on_user_error
 from utils.data.labels import LabelEntry, read_label_list, write_label_list
 from utils.data.masks import MASKS_FOLDER, mask_file, object_pixels, write_mask
 
@@ -82,6 +84,16 @@ def _require_archive(path, what, how_to_pass):
         raise PrepareError(f"{what} not found at {path}: download it and pass its path {how_to_pass}")
 
 
+@contextlib.contextmanager
+def _reading_archive(path):
+    """A corrupt, truncated or non-tar archive becomes one PrepareError line naming it."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise PrepareError(f"{path}: not a readable tar archive ({error or type(error).__name__}); "
+                           f"download it again (files extracted so far are kept)") from None
+
+
 def _count_files(directory, suffix):
     return sum(name.endswith(suffix) for _, _, names in os.walk(directory) for name in names)
 
@@ -112,7 +124,7 @@ def extract_cub(archive, dataset_dir):
     _require_archive(archive, "CUB_200_2011.tgz", "as the first argument")
     _say(f"CUB: extracting {archive} -> {images_dir}")
     written = skipped = 0
-    with tarfile.open(archive, "r|*") as tar:
+    with _reading_archive(archive), tarfile.open(archive, "r|*") as tar:
         for member in tar:
             target = _cub_target(member.name, images_dir, metadata_dir) if member.isfile() else None
             if target is None:
@@ -290,7 +302,7 @@ def extract_imagenet_train(train_tar, dataset_dir):
     _require_archive(train_tar, "ILSVRC2012_img_train.tar", "with --train-tar")
     _say(f"ILSVRC: extracting {train_tar} -> {train_dir}")
     done = 0
-    with tarfile.open(train_tar, "r|*") as outer:
+    with _reading_archive(train_tar), tarfile.open(train_tar, "r|*") as outer:
         for member in outer:
             name = _flat_name(member.name) if member.isfile() else None
             if name is None or not name.endswith(".tar"):
@@ -315,7 +327,7 @@ def extract_imagenet_val(val_tar, dataset_dir):
         return
     _require_archive(val_tar, "ILSVRC2012_img_val.tar", "with --val-tar")
     _say(f"ILSVRC: extracting {val_tar} -> {val_dir}")
-    with tarfile.open(val_tar, "r|*") as tar:
+    with _reading_archive(val_tar), tarfile.open(val_tar, "r|*") as tar:
         count = _extract_flat_tar(tar, val_dir, progress_label="ILSVRC val")
     _say(f"ILSVRC val: {count} images")
 
@@ -364,6 +376,11 @@ def _run_imagenet(args):
 
 
 def main(argv=None):
+    """The command line; a missing or unreadable archive or file: one error line, exit 2."""
+    return exit_on_user_error("prepare", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(description="Prepare the CUB or ILSVRC images and lists.")
     commands = parser.add_subparsers(dest="command", required=True)
     cub = commands.add_parser("cub", help="extract CUB_200_2011.tgz")
@@ -381,14 +398,12 @@ def main(argv=None):
         sub.add_argument("--dataset-dir", default=DEFAULT_DATASET_DIR, help="where CUB/ or ILSVRC/ go")
         sub.add_argument("--labels-dir", default=DEFAULT_LABELS_DIR, help="the project's labels/ directory")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "cub":
-            _run_cub(args)
-        else:
-            _run_imagenet(args)
-    except PrepareError as error:
-        sys.exit(f"error: {error}")
+    if args.command == "cub":
+        _run_cub(args)
+    else:
+        _run_imagenet(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ import numpy as np
 
 from utils.boxes import box_iou
 from utils.data.labels import LabelEntry, write_label_list
+from utils.errors import UserError, exit_on_user_error
 
 GENERATOR_VERSION = 1
 DEFAULT_PARAMS = {"num_classes": 10, "num_train": 2000, "num_val": 500, "size": 128, "seed": 0}
@@ -322,6 +324,13 @@ def print_summary(out):
         print(f"  trivial box '{name}': GT-known Loc on val {100 * accuracy:.1f}%")
 
 
+class SyntheticError(UserError, ValueError):
+    """A generation parameter out of range or an output folder that cannot be written."""
+
+
+MIN_PARAMS = {"num_classes": 1, "num_train": 1, "num_val": 0, "size": 32, "seed": 0}  # command-line bounds
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Generate the synthetic WSOL data set SYNTH.")
     parser.add_argument("--out", default="dataset/SYNTH", help="output directory")
@@ -331,12 +340,19 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="regenerate even if params.json matches")
     args = parser.parse_args(argv)
     params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
-    if args.force:
-        generate_synthetic(args.out, workers=args.workers, **params)
-    elif not ensure_synthetic(args.out, workers=args.workers, **params):
-        print(f"{args.out}: up to date (same parameters in params.json), not regenerated")
+    for name, value in params.items():
+        if value < MIN_PARAMS.get(name, 0):
+            raise SyntheticError(f"--{name} must be >= {MIN_PARAMS.get(name, 0)}, got {value}")
+    try:
+        if args.force:
+            generate_synthetic(args.out, workers=args.workers, **params)
+        elif not ensure_synthetic(args.out, workers=args.workers, **params):
+            print(f"{args.out}: up to date (same parameters in params.json), not regenerated")
+    except OSError as error:
+        raise SyntheticError(f"cannot write the set to {args.out}: {error.strerror or error} "
+                             f"({error.filename or args.out})") from None
     print_summary(args.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_user_error("python -m utils.data.synthetic", main))

@@ -106,7 +106,8 @@ class EvaluationPass:
     def run(self, label_file, image_root, number_of_val=None, number_of_examples=0, desc="evaluate"):
         args = self.args
         dataflow = get_eval_dataflow(label_file, image_root, args.final_size, args.batch_size,
-                                     workers=args.workers, number_of_val=number_of_val)
+                                     workers=args.workers, number_of_val=number_of_val,
+                                     num_classes=args.number_of_class)
         evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
         crop = (args.final_size, args.final_size)
         dataflow.reset_state()
@@ -137,6 +138,7 @@ class EvaluationPass:
         except NoForegroundError as error:
             raise MaskError(f"{self.masks.mask_dir}: {error} for the images of {label_file}") from None
         self.metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
+        self.metrics["boxes_outside_image"] = dataflow.boxes_outside_image.summary()
         if self.save_cams:
             write_label_list(os.path.join(self.save_cams, SAVED_CAMS_LABELS), self.saved_cams)
             logger.info(f"{len(self.saved_cams)} CAMs written to {self.save_cams}; score them with: python -m "

@@ -20,6 +20,11 @@ grow with the number of images.  It reports
 Classification metrics need a label and the top-5 predictions for every image;
 without them only the GT-known style metrics are reported.
 
+Non-finite CAMs: a CAM with any NaN or +-inf pixel is scored as an all-zero map (no box
+at any threshold, so a miss), extending wsolevaluation's rule for NaN maps
+(``normalize_scoremap`` returns zeros when the map holds a NaN) to infinities, which it
+does not handle.  Such CAMs are counted: ``metrics["nonfinite_cams"]``.
+
 The standalone scorer of CAM files is ``utils.evaluation.scorer``.
 """
 import os
@@ -51,6 +56,7 @@ class WSOLEvaluator:
         # Reference boxes are computed at every sweep threshold plus cam_threshold (last).
         self._reference_thresholds = np.append(self.sweep_thresholds, self.cam_threshold)
         self.num_images = 0
+        self.num_nonfinite_cams = 0
         self._with_classes = None
         self._loc_hits = {name: np.zeros(len(self._reference_thresholds), np.int64) for name in LOC_METRICS}
         self._cls_hits = {"top1_cls": 0, "top5_cls": 0}
@@ -76,6 +82,7 @@ class WSOLEvaluator:
         if self._with_classes not in (None, with_classes):
             raise ValueError("give label and top5 for every image or for none")
 
+        self.num_nonfinite_cams += not np.all(np.isfinite(cam))
         cam_norm = normalize_cam(cam)
         boxes = reference_boxes(cam_norm, self._reference_thresholds)
         ious = box_iou(boxes, gt_boxes[:1])[:, 0]
@@ -119,7 +126,8 @@ class WSOLEvaluator:
         if self.num_images == 0:
             raise ValueError("no image was added")
         loc_names = LOC_METRICS if self._with_classes else LOC_METRICS[:1]
-        metrics = {"num_images": self.num_images, "cam_threshold": self.cam_threshold}
+        metrics = {"num_images": self.num_images, "cam_threshold": self.cam_threshold,
+                   "nonfinite_cams": self.num_nonfinite_cams}
         if self._with_classes:
             metrics.update({name: self._percent(hits) for name, hits in self._cls_hits.items()})
         metrics.update({name: self._percent(self._loc_hits[name][-1]) for name in loc_names})

@@ -19,6 +19,7 @@ import sys
 from tabulate import tabulate
 
 from models.spec import METHODS, canonical_method
+from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.report import read_metrics
 from utils.evaluation.results import latest_result_dir
 
@@ -55,16 +56,20 @@ def setting_note(config):
     return "NOT the published setting: " + ", ".join(differences) if differences else ""
 
 
+class RunResultError(UserError, ValueError):
+    """A run folder without a readable ``result/metrics.json``."""
+
+
 def load_run(log_dir):
     """The row of one run from its newest ``result/.../metrics.json``."""
     path = os.path.join(latest_result_dir(log_dir), "metrics.json")
     try:
         run = read_metrics(path)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read it ({error})") from None
+        raise RunResultError(f"{path}: cannot read it ({error})") from None
     missing = [key for key in ("method", "dataset", "arch") if key not in run.get("config", {})]
     if missing:
-        raise ValueError(f"{path}: config lacks {', '.join(missing)}")
+        raise RunResultError(f"{path}: config lacks {', '.join(missing)}")
     config, metrics = run["config"], run["metrics"]
     return {"method": _method_name(config["method"]), "dataset": config["dataset"], "arch": config["arch"],
             "source": f"this project ({log_dir})", "published": False, "setting": setting_note(config),
@@ -88,15 +93,16 @@ def format_table(rows):
 
 
 def main(argv=None):
+    """The command line; an unreadable run: one ``paper_table: error: ...`` line, exit 2."""
+    return exit_on_user_error("paper_table", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(description="The paper's results table from evaluation runs.")
     parser.add_argument("log_dirs", nargs="+", help="run folders holding result/latest/metrics.json")
     parser.add_argument("--out", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
-    try:
-        runs = [load_run(log_dir) for log_dir in args.log_dirs]
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    runs = [load_run(log_dir) for log_dir in args.log_dirs]
     table = format_table(load_published() + runs)
     print(table)
     if args.out:

@@ -16,8 +16,19 @@ metric.  ``--single_contour`` makes the wsolevaluation boxes come from the large
 contour only.  ``--mask_dir M`` adds PxAP and PIoU (``utils.evaluation.pxap``) against
 the masks ``M/<name without its extension>.png`` (nonzero = object; a mask of another
 size than its CAM is resized to it with nearest-neighbour interpolation and counted;
-images without a mask are counted and left out of PxAP).  Bad input (a missing ``.npy``, an ``.npy`` not in the list, an array
-that is not 2-D, a malformed line) exits with code 2 and a one-line error naming the file.
+images without a mask are counted and left out of PxAP).  Bad input (a missing ``.npy``, an
+``.npy`` not in the list, an array that is not 2-D, a malformed line, a label file that is not
+UTF-8) exits with code 2 and a one-line error naming the file (and line).
+
+Non-finite CAMs: a CAM with any NaN or +-inf value is scored as an all-zero map — no box
+at any threshold, so a miss in every metric.  This is wsolevaluation's rule for NaN maps
+(its ``normalize_scoremap`` returns zeros when the map holds a NaN), applied to
+infinities too.  Such CAMs are never silent: their number is printed under the table
+and written to the JSON (``metrics.nonfinite_cams``, and the first file names in
+``metrics.nonfinite_cam_files``).  Boxes extending past their CAM (``x1 < 0``, ``y1 < 0``,
+``x2 > width``, ``y2 > height``) are counted likewise (``metrics.boxes_outside_cam``);
+suspicious boxes of the list (``x2 <= x1``, negative coordinates) are reported when it is
+read, and a list where most boxes are wrong is refused (``utils.data.labels``).
 """
 import argparse
 import os
@@ -26,12 +37,15 @@ import sys
 import cv2
 import numpy as np
 
-from utils.data.labels import LabelListError, read_label_list
+from utils.data.labels import LabelListError, OutOfImageBoxes, read_label_list
 from utils.data.masks import MaskError, load_mask, mask_file, object_pixels
 from utils.evaluation import report
-from utils.errors import UserError
+from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
 from utils.evaluation.pxap import NoForegroundError
+
+
+NAMES_SHOWN = 5
 
 
 class EvaluationInputError(UserError, ValueError):
@@ -41,14 +55,21 @@ class EvaluationInputError(UserError, ValueError):
 def read_box_list(path):
     """``{name: (class_index, boxes [n, 4] float64)}`` of a label list (``utils.data.labels``
     format: several lines with one name = several GT boxes), in file order."""
+    return {name: (entry.label, entry.boxes.astype(np.float64)) for name, entry in read_entries(path).items()}
+
+
+def read_entries(path):
+    """``{name: LabelEntry}`` of a label list, each with at least one box."""
     try:
         entries = read_label_list(path)
     except LabelListError as error:
         raise EvaluationInputError(str(error)) from None
+    except OSError as error:
+        raise EvaluationInputError(f"{path}: cannot read the label file ({error.strerror or error})") from None
     for entry in entries:
         if len(entry.boxes) == 0:
             raise EvaluationInputError(f"{path}: {entry.path!r} has no box")
-    return {entry.path: (entry.label, entry.boxes.astype(np.float64)) for entry in entries}
+    return {entry.path: entry for entry in entries}
 
 
 def cam_file_name(name):
@@ -89,7 +110,7 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
     with ``mask_dir``, PxAP against the masks ``mask_dir/<name>.png``)."""
     if mask_dir is not None and not os.path.isdir(mask_dir):
         raise EvaluationInputError(f"mask folder {mask_dir} not found")
-    box_list = read_box_list(label_file)
+    box_list = read_entries(label_file)
     expected = {cam_file_name(name): name for name in box_list}
     found = {os.path.relpath(os.path.join(root, file), cam_dir)
              for root, _, files in os.walk(cam_dir) for file in files if file.endswith(".npy")}
@@ -101,17 +122,26 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
         raise EvaluationInputError(f"{os.path.join(cam_dir, missing[0])}: missing CAM for "
                                    f"{expected[missing[0]]!r} ({len(missing)} missing)")
     evaluator = WSOLEvaluator(cam_threshold=cam_threshold, multi_contour=multi_contour)
-    masks_resized = 0
+    outside = OutOfImageBoxes(label_file, sum(len(entry.boxes) for entry in box_list.values()))
+    nonfinite, masks_resized = [], 0
     for file_name, name in expected.items():
-        label, gt_boxes = box_list[name]
+        entry = box_list[name]
         cam = load_cam(os.path.join(cam_dir, file_name))
+        try:
+            outside.add(entry, cam.shape)
+        except LabelListError as error:
+            raise EvaluationInputError(str(error)) from None
+        if not np.all(np.isfinite(cam)):
+            nonfinite.append(file_name)
         mask, resized = load_mask_for(mask_dir, name, cam.shape) if mask_dir else (None, False)
         masks_resized += resized
-        evaluator.add(cam, gt_boxes, label=label, mask=mask)
+        evaluator.add(cam, entry.boxes.astype(np.float64), label=entry.label, mask=mask)
     try:
         metrics = evaluator.compute()
     except NoForegroundError as error:
         raise EvaluationInputError(f"{mask_dir}: {error}") from None
+    metrics["nonfinite_cam_files"] = nonfinite[:NAMES_SHOWN]
+    metrics["boxes_outside_cam"] = outside.summary()
     if "pixel" in metrics:
         metrics["mask_dir"] = mask_dir
         metrics["pixel"]["masks_resized_to_the_cam"] = masks_resized
@@ -121,7 +151,27 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
     return metrics
 
 
+def warnings_text(metrics):
+    """Lines saying what was scored specially (non-finite CAMs, boxes past the CAM)."""
+    lines = []
+    if metrics["nonfinite_cams"]:
+        shown = ", ".join(metrics["nonfinite_cam_files"])
+        lines.append(f"warning: {metrics['nonfinite_cams']} of {metrics['num_images']} CAMs hold NaN or inf values "
+                     f"({shown}{', ...' if metrics['nonfinite_cams'] > len(metrics['nonfinite_cam_files']) else ''})"
+                     f"; scored as all-zero maps (no box: a miss), as wsolevaluation does for NaN")
+    outside = metrics["boxes_outside_cam"]
+    if outside["outside"]:
+        lines.append(f"warning: {outside['outside']} of {outside['checked']} boxes extend past their CAM "
+                     f"(lines {', '.join(str(n) for n in outside['lines'])}); scored as given")
+    return lines
+
+
 def main(argv=None):
+    """The command line; bad input: one ``scorer: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("scorer", run, argv)
+
+
+def run(argv=None):
     parser = argparse.ArgumentParser(description="Score a directory of CAMs (.npy) against GT boxes.")
     parser.add_argument("--cam_dir", required=True, help="folder of <name>.npy 2-D CAMs")
     parser.add_argument("--label_file", required=True, help="lines 'name class x1 y1 x2 y2'")
@@ -134,16 +184,16 @@ def main(argv=None):
                         help="object masks <mask_dir>/<name>.png (nonzero = object): adds PxAP and PIoU")
     parser.add_argument("--out", default="metrics.json", help="metrics JSON to write")
     args = parser.parse_args(argv)
-    try:
-        metrics = evaluate_cam_dir(args.cam_dir, args.label_file, args.cam_threshold,
-                                   multi_contour=not args.single_contour, mask_dir=args.mask_dir)
-    except EvaluationInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if not 0 <= args.cam_threshold <= 1:
+        raise EvaluationInputError(f"--cam_threshold must be in [0, 1], got {args.cam_threshold}")
+    metrics = evaluate_cam_dir(args.cam_dir, args.label_file, args.cam_threshold,
+                               multi_contour=not args.single_contour, mask_dir=args.mask_dir)
     table = report.reference_table if args.protocol == "reference" else report.box_accuracy_table
     print(table(metrics))
     if "pixel" in metrics:
         print(report.pixel_table(metrics))
+    for line in warnings_text(metrics):
+        print(line)
     config = {key: getattr(args, key)
               for key in ("cam_dir", "label_file", "protocol", "cam_threshold", "single_contour", "mask_dir")}
     report.write_metrics_json(args.out, metrics, config)

@@ -22,10 +22,10 @@ from tensorpack.utils.utils import fix_rng_seed
 from models.wsol_model import WSOLModel
 from utils.training import trainers
 from utils.compat import tf
-from utils.config import config_dict, gpu_list, lr_schedule, model_spec, steps_per_epoch
+from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
 from utils.data.dataflow import dataset_paths, get_eval_dataflow, get_train_dataflow
-from utils.training.pretrained import MODEL_ZOO_FILES, MODEL_ZOO_URL, CheckpointInit, NpzInit
+from utils.training.pretrained import MODEL_ZOO_FILES, CheckpointInit, NpzInit, model_zoo_url
 from utils.training.checkpoints import VerifiedMinSaver, VerifiedModelSaver, newest_restorable_checkpoint
 from utils.training.run_lock import RunLock
 from utils.training.shutdown import StopInputThread
@@ -78,7 +78,7 @@ def pretrained_path(args):
     path = os.path.join(PRETRAINED_DIR, MODEL_ZOO_FILES[args.arch_name])
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"pretrained weights not found: {path}; download {MODEL_ZOO_URL}{MODEL_ZOO_FILES[args.arch_name]} "
+            f"pretrained weights not found: {path}; download {model_zoo_url(args.arch_name)} "
             f"into {PRETRAINED_DIR}/ or pass --pretrained PATH")
     return path
 
@@ -91,14 +91,15 @@ def session_init(args, resume):
     if args.load:
         return CheckpointInit(args.load, allow_partial=args.allow_partial_load)
     if args.use_pretrained_model:
-        return NpzInit(pretrained_path(args))
+        return NpzInit(pretrained_path(args), args.arch_name)
     return None
 
 
 def val_dataflow(args, per_tower_batch):
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
     ds = get_eval_dataflow(label_file, image_root, args.final_size, per_tower_batch,
-                           workers=args.workers, number_of_val=args.number_of_val)
+                           workers=args.workers, number_of_val=args.number_of_val,
+                           num_classes=args.number_of_class)
     return MapData(ds, lambda dp: dp[:3])  # the model's inputs: image, label, bbox
 
 
@@ -140,7 +141,7 @@ def _train(args):
     with open(os.path.join(args.log_dir, "config.json"), "w") as f:
         json.dump(config_dict(args), f, indent=2, default=str)
     copy_class_names(args)
-    towers = max(1, len(gpu_list(args)))
+    towers = num_towers(args)
     per_tower_batch = args.batch_size // towers
     spe = steps_per_epoch(args)
     resume = latest_checkpoint(args.log_dir)
@@ -150,7 +151,8 @@ def _train(args):
         return args.log_dir
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
-                                  workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed)
+                                  workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed,
+                                  num_classes=args.number_of_class)
     queue_input = QueueInput(train_df)
     config = TrainConfig(
         model=WSOLModel(model_spec(args)),

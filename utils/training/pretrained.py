@@ -1,8 +1,14 @@
 """Initialising a graph from model-zoo npz files or checkpoints, with loud checks.
 
-* ``NpzInit(path)``: loads ``vgg16.npz`` / ``ImageNet-ResNet50-SE.npz`` (or any npz
+* ``NpzInit(path, arch)``: loads ``vgg16.npz`` / ``ImageNet-ResNet50-SE.npz`` (or any npz
   whose keys are variable names) by name, prints a table of keys used, skipped and
-  new variables; a shape mismatch names the key, a missing file names the path.
+  new variables; a shape mismatch names the key, a missing file names the path and the
+  model-zoo address.  Every backbone variable the model-zoo file of ``arch`` provides
+  (``BACKBONE_KEYS``: VGG16-GAP ``conv1_1`` ... ``conv5_3``, 26 keys; ResNet50-SE ``conv0``
+  and ``group*/block*`` without MAE, 329 keys) must come from the file: an npz that
+  leaves one of them at its random initialisation is an error naming the file and the
+  missing keys (the run would otherwise train random layers with the 0.1 gradient scale
+  of pretrained ones).
 * ``CheckpointInit(path)``: restores a tensorpack checkpoint after checking that every
   variable it shares with the graph has the same shape (a checkpoint of another
   architecture or class count is an error naming the variable).
@@ -23,6 +29,16 @@ from models import resnet, vgg
 
 MODEL_ZOO_URL = "http://models.tensorpack.com/"
 MODEL_ZOO_FILES = {"vgg_gap": "vgg16.npz", "resnet": "ImageNet-ResNet50-SE.npz"}
+MODEL_ZOO_FOLDERS = {"vgg_gap": "Caffe-Converted/", "resnet": "ResNet/"}
+# Graph variables a backbone's model-zoo file provides (not the MAE convolutions ``aware_*``).
+BACKBONE_KEYS = {"vgg_gap": re.compile(r"conv[1-5]_[1-3]/[Wb]"),
+                 "resnet": re.compile(r"(conv0|group\d+/block\d+/(conv[1-3]|convshortcut|fc[12]))/.+")}
+KEYS_SHOWN = 8
+
+
+def model_zoo_url(arch):
+    """Download address of the model-zoo npz of a backbone."""
+    return f"{MODEL_ZOO_URL}{MODEL_ZOO_FOLDERS[arch]}{MODEL_ZOO_FILES[arch]}"
 
 
 class PretrainedWeightsError(UserError, RuntimeError):
@@ -37,12 +53,37 @@ def _graph_variables():
     return by_name
 
 
-def read_npz(path):
+def read_npz(path, arch=None):
     if not os.path.isfile(path):
+        where = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else f"{MODEL_ZOO_URL} (see README)"
+        raise PretrainedWeightsError(f"pretrained weights file not found: {path} (download {where})")
+    try:
+        with np.load(path) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, AttributeError) as error:
+        raise PretrainedWeightsError(f"{path}: not a readable npz file ({error})") from None
+
+
+def _names(keys):
+    return {k[:-2] if k.endswith(":0") else k for k in keys}
+
+
+def check_backbone_loaded(path, arch, used, variables_by_name):
+    """Raise PretrainedWeightsError naming ``path`` unless it fills at least one variable
+    and (for a known ``arch``) every backbone variable of the graph."""
+    url = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else MODEL_ZOO_URL
+    if not used:
+        raise PretrainedWeightsError(f"{path}: none of its keys names a variable of this graph "
+                                     f"(the model-zoo file of --arch_name {arch} is {url})")
+    if arch not in BACKBONE_KEYS:
+        return
+    backbone = {n for n in variables_by_name if BACKBONE_KEYS[arch].fullmatch(n)}
+    missing = sorted(backbone - _names(used))
+    if missing:
+        shown = " ".join(missing[:KEYS_SHOWN]) + (" ..." if len(missing) > KEYS_SHOWN else "")
         raise PretrainedWeightsError(
-            f"pretrained weights file not found: {path} (download from {MODEL_ZOO_URL})")
-    with np.load(path) as npz:
-        return {key: npz[key] for key in npz.files}
+            f"{path} lacks {len(missing)} of the {len(backbone)} backbone weights of --arch_name {arch}: "
+            f"{shown} (the model-zoo file is {url})")
 
 
 def match_npz(arrays, variables_by_name, path="<npz>"):
@@ -60,9 +101,9 @@ def match_npz(arrays, variables_by_name, path="<npz>"):
         if tuple(arrays[key].shape) != want:
             raise PretrainedWeightsError(
                 f"{path}: key {key!r} has shape {tuple(arrays[key].shape)}, "
-                f"but the graph's variable has shape {want}")
+                f"but the graph's variable has shape {want} (model-zoo files fit --width_multiplier 1.0 only)")
         used.append(key)
-    used_names = {k[:-2] if k.endswith(":0") else k for k in used}
+    used_names = _names(used)
     new = sorted(n for n in variables_by_name if n not in used_names and n != "global_step")
     return used, skipped, new
 
@@ -76,16 +117,19 @@ def loading_table(used, skipped, new):
 
 
 class NpzInit(SessionInit):
-    """Load an npz by variable name, checking shapes; logs the loading table."""
+    """Load an npz by variable name, checking shapes and (given ``arch``) that it fills
+    every backbone variable; logs the loading table."""
 
-    def __init__(self, path):
+    def __init__(self, path, arch=None):
         self.path = path
-        self.arrays = read_npz(path)
+        self.arch = arch
+        self.arrays = read_npz(path, arch)
         self.report = None
 
     def _setup_graph(self):
         by_name = _graph_variables()
         used, skipped, new = match_npz(self.arrays, by_name, self.path)
+        check_backbone_loaded(self.path, self.arch, used, by_name)
         self.report = (used, skipped, new)
         self._assignments = [(var, self.arrays[key]) for key in used
                              for var in by_name[key[:-2] if key.endswith(":0") else key]]

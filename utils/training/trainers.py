@@ -4,7 +4,7 @@ import os
 
 from tensorpack import SimpleTrainer, SyncMultiGPUTrainerParameterServer, SyncMultiGPUTrainerReplicated
 
-from utils.config import ConfigError
+from utils.config import ConfigError, gpu_list
 
 
 def make_trainer(args, towers):
@@ -30,6 +30,17 @@ def make_trainer(args, towers):
 
 
 def select_gpus(args):
-    """Restrict TensorFlow to the requested GPUs (before any session starts)."""
-    if args.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu
+    """Restrict TensorFlow to the requested GPUs (before any session starts) and check that
+    it sees each of them: an id that is not a GPU of this machine is a ConfigError, never
+    a silent CPU run.  ``--gpu ''`` hides every GPU (CPU run)."""
+    if args.gpu is None:
+        return
+    ids = gpu_list(args)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    visible = compat.gpu_count() if ids else 0
+    if visible == 0 and ids:
+        raise ConfigError(f"--gpu {args.gpu}: TensorFlow sees no GPU on this machine; drop --gpu to train "
+                          f"on the CPU (GPU set-up: README, 'GPU install')")
+    if visible < len(ids):
+        raise ConfigError(f"--gpu {args.gpu}: TensorFlow sees only {visible} of these {len(ids)} GPUs "
+                          f"(CUDA drops an id that does not exist and every id after it)")
