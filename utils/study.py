@@ -358,7 +358,7 @@ def plot_study(path, stats):
         axes.barh(range(len(methods)), means, xerr=errors, color=colours, capsize=3)
         for row, method in enumerate(methods):
             if key in stats[method]:
-                axes.text(2, row, _cell(stats[method][key]), va="center", fontsize=7, color="white")
+                axes.text(min(means[row] + errors[row] + 2, 70), row, _cell(stats[method][key]), va="center", fontsize=7)
         axes.set_yticks(range(len(methods)))
         axes.set_yticklabels(methods if i == 0 else [""] * len(methods), fontsize=8)
         axes.invert_yaxis()
