@@ -168,9 +168,17 @@ def test_tiny_study_aggregates_the_runs_and_reuses_them(tmp_path):
     logs = sorted(p.name for p in (out / "logs").iterdir())
     second = subprocess.run(study_command(out), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "0 run(s) trained, 4 reused" in second.stdout and "training" not in second.stdout
+    assert "0 run(s) trained, 4 reused" in second.stdout and ": training (" not in second.stdout
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()} == produced
     assert sorted(p.name for p in (out / "logs").iterdir()) == logs
     with open(out / "study.json") as f:
         again = json.load(f)
     assert again["methods"]["CAM"]["stats"] == summary["methods"]["CAM"]["stats"]
+
+
+def test_known_variant_passes_the_check(monkeypatch):
+    from utils import study
+    monkeypatch.setattr(study.synthetic, "VARIANTS", {"calibrated": {}, "control": {}}, raising=False)
+    assert study.check_variant("control") == "control"
+    with pytest.raises(StudyError, match=r"known: calibrated, control"):
+        study.check_variant("middle")

@@ -200,16 +200,14 @@ def run_options(args, method, seed, data_root):
 
 def run_all(args):
     """Train/evaluate (or reuse) every method x seed; returns ``{method: [run record]}``."""
-    variants = {None} | ({check_variant(args.control_variant)}
-                         if any(METHODS[m].control for m in args.methods) else set())
-    roots = {variant: ensure_data(args, variant) for variant in sorted(variants, key=str)}
+    variant_of = {m: check_variant(args.control_variant) if METHODS[m].control else None for m in args.methods}
+    roots = {variant: ensure_data(args, variant) for variant in sorted(set(variant_of.values()), key=str)}
     execution = {"number_of_examples": args.examples, "workers": args.workers}
     jobs = [(method, seed) for method in args.methods for seed in args.seeds]
     runs = {method: [] for method in args.methods}
     start = time.time()
     trained = 0
     for i, (method, seed) in enumerate(jobs, 1):
-        variant = args.control_variant if METHODS[method].control else None
         log_dir = os.path.join(args.out, "runs", method, f"seed{seed}")
         what = f"{method} seed {seed}"
 
@@ -217,7 +215,7 @@ def run_all(args):
             print(f"[study] {i}/{len(jobs)} {what}: {name} ({log_dir}); {_elapsed(start)} elapsed", flush=True)
 
         path, metrics, reused = train_and_evaluate(
-            log_dir, run_options(args, method, seed, roots[variant]), execution,
+            log_dir, run_options(args, method, seed, roots[variant_of[method]]), execution,
             log_stem=os.path.join(args.out, "logs", f"{method}-seed{seed}"), what=what, on_stage=stage)
         trained += not reused
         if reused:
