@@ -115,6 +115,7 @@ def test_a_model_flag_that_contradicts_config_json_is_a_one_line_error(e2net_run
 
 def test_evaluating_a_checkpoint_of_another_run_reads_that_runs_config(e2net_run, tmp_path):
     log_dir, trained = e2net_run
+    (log_dir / "min-val-error-top1.index").write_bytes(b"")
     args = parse_args(["--evaluate", "--log_dir", str(tmp_path / "elsewhere"),
                        "--load", str(log_dir / "min-val-error-top1")])
     assert model_spec(args) == trained

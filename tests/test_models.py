@@ -106,11 +106,15 @@ def test_e2net_new_variable_names_follow_the_release():
 
 
 def copy_variables(src_graph, src_sess, dst_graph, dst_sess):
+    """Every variable's value from one session into the same-named variables of another
+    (one run each way: a session run per variable is slow)."""
     with src_graph.as_default():
-        values = {v.op.name: src_sess.run(v) for v in tf.global_variables()}
+        variables = tf.global_variables()
+        values = dict(zip([v.op.name for v in variables], src_sess.run(variables)))
     with dst_graph.as_default():
-        for v in tf.global_variables():
-            v.load(values[v.op.name], dst_sess)
+        variables = tf.global_variables()
+        dst_sess.run([v.initializer for v in variables],
+                     {v.initializer.inputs[1]: values[v.op.name] for v in variables})
 
 
 def init_session(graph, seed=0):

@@ -82,10 +82,10 @@ def inference_logits(spec, values, images):
     graph, _, inputs, _ = build_model_graph(spec, is_training=False)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         sess.run(tf.global_variables_initializer())
-        for v in tf.global_variables():
-            if v.op.name in values:
-                v.load(values[v.op.name], sess)
-        own = {v.op.name: sess.run(v) for v in tf.global_variables()}
+        shared = [v for v in tf.global_variables() if v.op.name in values]
+        sess.run([v.initializer for v in shared], {v.initializer.inputs[1]: values[v.op.name] for v in shared})
+        variables = tf.global_variables()
+        own = dict(zip([v.op.name for v in variables], sess.run(variables)))
         return sess.run("logits:0", {inputs[0]: images}), own
 
 

@@ -231,7 +231,7 @@ def test_scorer_on_saved_cams_reproduces_evaluate(trained, tmp_path):
     from train import main as train_main
     assert train_main(train_command(data_dir, log_dir, "--evaluate", "--save_cams", str(cam_dir),
                                     "--number_of_examples", "2")[2:]) == 0
-    evaluated = read_metrics(os.path.join(log_dir, "result"))["metrics"]
+    evaluated = read_metrics(os.path.join(log_dir, "result", "latest"))["metrics"]
     assert len(list(cam_dir.rglob("*.npy"))) == evaluated["num_images"] == 16
     scored_file = tmp_path / "scored.json"
     assert scorer_main(["--cam_dir", str(cam_dir), "--label_file", str(cam_dir / "labels.txt"),
@@ -243,7 +243,7 @@ def test_scorer_on_saved_cams_reproduces_evaluate(trained, tmp_path):
     for key in ("thresholds", "gt_known_loc", "best_threshold"):
         assert scored["sweep"][key] == evaluated["sweep"][key], key
     assert scored["sweep"]["best"]["gt_known_loc"] == evaluated["sweep"]["best"]["gt_known_loc"]
-    panel = cv2.imread(str(next((log_dir / "result" / "examples").glob("000_*.png"))))
+    panel = cv2.imread(str(next((log_dir / "result" / "latest" / "examples").glob("000_*.png"))))
     assert panel.shape[1] >= 3 * 224 and panel.shape[0] > 224         # three cells of >= 224 px, captions
 
 
