@@ -104,7 +104,7 @@ def session_init(args, resume):
 def val_dataflow(args, per_tower_batch):
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
     ds = get_eval_dataflow(label_file, image_root, args.final_size, per_tower_batch,
-                           workers=args.workers, number_of_val=args.number_of_val)
+                           workers=args.workers, number_of_val=args.number_of_val, cache_images="auto")
     return MapData(ds, lambda dp: dp[:3])  # the model's inputs: image, label, bbox
 
 
@@ -141,7 +141,8 @@ def train(args):
         return args.log_dir
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
-                                  workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed)
+                                  workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed,
+                                  cache_images="auto")
     config = TrainConfig(
         model=WSOLModel(model_spec(args)),
         data=QueueInput(train_df),
