@@ -145,12 +145,12 @@ def colour_legend(width, method_names):
         cv2.rectangle(legend, (x, 8), (x + 18, 20), colour, -1)
         cv2.putText(legend, name, (x + 24, 19), GRID_FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         x += 24 + cv2.getTextSize(name, GRID_FONT, 0.5, 1)[0][0] + 18
-    bar_width = min(240, width - 200)
+    bar_width = max(40, min(240, width - 200))
     ramp = np.tile(np.linspace(0, 255, bar_width).astype(np.uint8), (12, 1))
     y = GRID_TEXT_HEIGHT + 6
     cv2.putText(legend, "heat map: low", (6, y + 10), GRID_FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     legend[y:y + 12, 130:130 + bar_width] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
-    cv2.putText(legend, "high (min-max normalised CAM)", (136 + bar_width, y + 10), GRID_FONT, 0.5,
+    cv2.putText(legend, "high (CAM, min-max normalised)", (136 + bar_width, y + 10), GRID_FONT, 0.5,
                 (255, 255, 255), 1, cv2.LINE_AA)
     return legend
 
