@@ -132,6 +132,10 @@ def test_command_line_prints_trivial_box_numbers(tmp_path, capsys):
     assert "whole_image" in printed and "centred_mean_box" in printed
     main(["--out", out, "--num_classes", "2", "--num_train", "4", "--num_val", "4", "--size", "48"])
     assert "up to date" in capsys.readouterr().out
+    main(["--out", out, "--num_classes", "2", "--num_train", "4", "--num_val", "4", "--size", "48",
+          "--variant", "control"])
+    printed = capsys.readouterr().out
+    assert "up to date" not in printed and "variant control" in printed and "vividness 1.0" in printed
 
 
 def _hue_distance(a, b):
