@@ -94,7 +94,7 @@ GRID_TEXT_HEIGHT = 26
 
 def _text_strip(width, text, height=GRID_TEXT_HEIGHT, colour=(255, 255, 255)):
     strip = np.zeros((height, width, 3), np.uint8)
-    cv2.putText(strip, text, (6, height - 8), GRID_FONT, 0.55, colour, 1, cv2.LINE_AA)
+    cv2.putText(strip, text, (6, height - 8), GRID_FONT, 0.5, colour, 1, cv2.LINE_AA)
     return strip
 
 
