@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from utils.data.labels import read_class_names, read_label_list
-from utils.data.synthetic import (class_dir_name, ensure_synthetic, generate_synthetic, main,
-                             render_sample, sample_rng, trivial_box_localization)
+from utils.data.synthetic import (PART_BODY, PART_HEAD, VARIANTS, class_dir_name, class_hue, ensure_synthetic,
+                                  generate_synthetic, main, mask_path, render_sample, resolve_params, sample_rng,
+                                  trivial_box_localization)
 
-TINY = {"num_classes": 3, "num_train": 9, "num_val": 4, "size": 64, "seed": 5}
+TINY = {"num_classes": 3, "num_train": 9, "num_val": 4, "num_fullsup_per_class": 2, "size": 64, "seed": 5}
 
 
 def _files(root):
@@ -41,7 +42,8 @@ def test_layout_lists_and_class_names(tmp_path):
         assert 0 <= x1 <= x2 <= 63 and 0 <= y1 <= y2 <= 63
     assert sorted({e.label for e in train}) == [0, 1, 2]
     with open(os.path.join(out, "params.json")) as f:
-        assert {k: v for k, v in json.load(f).items() if k != "generator_version"} == TINY
+        recorded = json.load(f)
+    assert recorded == dict(TINY, variant="calibrated", generator_version=2, **VARIANTS["calibrated"])
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -114,7 +116,8 @@ def test_ensure_synthetic_regenerates_only_when_parameters_change(tmp_path):
     assert ensure_synthetic(out, **dict(TINY, num_train=6)) is True
     assert len(read_label_list(listed)) == 6
     class_0_files = sorted(os.listdir(os.path.join(out, "images", class_dir_name(0, 3))))
-    assert class_0_files == ["train_00000.jpg", "train_00003.jpg", "val_00000.jpg", "val_00003.jpg"]
+    assert class_0_files == ["train_00000.jpg", "train_00003.jpg", "train_fullsup_00000.jpg",
+                             "train_fullsup_00003.jpg", "val_00000.jpg", "val_00003.jpg"]
     os.remove(os.path.join(out, "val.txt"))  # an incomplete set is regenerated too
     assert ensure_synthetic(out, **dict(TINY, num_train=6)) is True
     assert len(read_label_list(os.path.join(out, "val.txt"))) == 4
@@ -129,3 +132,113 @@ def test_command_line_prints_trivial_box_numbers(tmp_path, capsys):
     assert "whole_image" in printed and "centred_mean_box" in printed
     main(["--out", out, "--num_classes", "2", "--num_train", "4", "--num_val", "4", "--size", "48"])
     assert "up to date" in capsys.readouterr().out
+    main(["--out", out, "--num_classes", "2", "--num_train", "4", "--num_val", "4", "--size", "48",
+          "--variant", "control"])
+    printed = capsys.readouterr().out
+    assert "up to date" not in printed and "variant control" in printed and "vividness 1.0" in printed
+
+
+def _hue_distance(a, b):
+    """Circular distance between OpenCV hues (0-179)."""
+    d = np.abs(np.asarray(a, np.float64) - b) % 180
+    return np.minimum(d, 180 - d)
+
+
+def _body_and_head_pixels(variant, count=30):
+    """Per image: (class hue, median body hue, median body saturation, head hue) measured
+    on the rendered pixels of the part masks."""
+    knobs = VARIANTS[variant]
+    rows = []
+    for index in range(count):
+        label = index % 10
+        sample = render_sample(sample_rng(3, "val", index), label, 10, 128, **knobs)
+        hsv = cv2.cvtColor(sample.image, cv2.COLOR_BGR2HSV).astype(np.float64)
+        body, head = sample.part_mask == PART_BODY, sample.part_mask == PART_HEAD
+        rows.append((class_hue(label, 10), np.median(hsv[..., 0][body]), np.median(hsv[..., 1][body]),
+                     np.median(hsv[..., 0][head])))
+    return np.array(rows)
+
+
+def test_variants_differ_in_how_much_class_colour_the_body_carries():
+    head_only, calibrated, control = (_body_and_head_pixels(v) for v in ("head", "calibrated", "control"))
+    for rows in (head_only, calibrated, control):  # the head always has the class hue
+        assert np.all(_hue_distance(rows[:, 3], rows[:, 0]) <= 3)
+    # calibrated and control: the body is always near the class hue; head: only sometimes
+    assert np.mean(_hue_distance(calibrated[:, 1], calibrated[:, 0]) <= 25) == 1.0
+    assert np.mean(_hue_distance(control[:, 1], control[:, 0]) <= 25) == 1.0
+    assert np.mean(_hue_distance(head_only[:, 1], head_only[:, 0]) <= 25) < 0.7
+    # vividness: control's body as saturated as the head (235), calibrated's in between
+    assert np.median(control[:, 2]) > 215
+    assert np.median(head_only[:, 2]) + 15 < np.median(calibrated[:, 2]) < np.median(control[:, 2]) - 40
+
+
+def test_resolve_params_fills_the_variant_and_keeps_overrides():
+    assert resolve_params()["body_vividness"] == VARIANTS["calibrated"]["body_vividness"]
+    control = resolve_params(variant="control", body_vividness=0.5)
+    assert control["body_class_hue_probability"] == 1.0 and control["body_vividness"] == 0.5
+    with pytest.raises(ValueError):
+        resolve_params(variant="rainbow")
+
+
+def _read_png(path):
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    assert image is not None, path
+    return image
+
+
+def test_masks_are_consistent_with_parts_image_and_box(tmp_path):
+    out = str(tmp_path / "SYNTH")
+    params = dict(TINY, size=96)
+    generate_synthetic(out, **params)
+    knobs = resolve_params(**params)
+    for split in ("train", "val", "train_fullsup"):
+        for index, entry in enumerate(read_label_list(os.path.join(out, f"{split}.txt"))):
+            obj = _read_png(mask_path(out, "masks", entry.path))
+            parts = _read_png(mask_path(out, "parts", entry.path))
+            assert obj.shape == parts.shape == (96, 96) and obj.dtype == parts.dtype == np.uint8
+            assert set(np.unique(obj)) == {0, 255} and set(np.unique(parts)) == {0, PART_HEAD, PART_BODY}
+            assert np.array_equal(obj > 0, parts > 0)  # object = head | body
+            ys, xs = np.nonzero(obj)
+            assert np.abs(np.array([xs.min(), ys.min(), xs.max(), ys.max()]) - entry.boxes[0]).max() <= 1
+            # the masks are those of the rendered image: same pixels as a fresh render
+            sample = render_sample(sample_rng(TINY["seed"], split, index), entry.label, 3, 96,
+                                   knobs["body_class_hue_probability"], knobs["body_vividness"])
+            assert np.array_equal(sample.part_mask, parts)
+            image = cv2.imread(os.path.join(out, "images", entry.path))
+            assert np.abs(image.astype(int) - sample.image).mean() < 12  # JPEG of that render (noisy clutter)
+            hsv = cv2.cvtColor(sample.image, cv2.COLOR_BGR2HSV)
+            head = parts == PART_HEAD
+            assert np.mean(_hue_distance(hsv[..., 0][head], class_hue(entry.label, 3)) <= 4) > 0.9
+            assert np.mean(hsv[..., 1][head] > 200) > 0.9
+            body = parts == PART_BODY
+            assert np.mean(_hue_distance(hsv[..., 0][body], sample.body_hsv[0]) <= 6) > 0.9
+
+
+def test_held_out_fullsup_split_is_disjoint(tmp_path):
+    out = str(tmp_path / "SYNTH")
+    generate_synthetic(out, **TINY)
+    lists = {split: read_label_list(os.path.join(out, f"{split}.txt")) for split in ("train", "val", "train_fullsup")}
+    fullsup = lists["train_fullsup"]
+    assert len(fullsup) == 2 * 3 and sorted(e.label for e in fullsup) == [0, 0, 1, 1, 2, 2]
+    others = lists["train"] + lists["val"]
+    assert not {e.path for e in fullsup} & {e.path for e in others}
+    def content(entry):
+        with open(os.path.join(out, "images", entry.path), "rb") as f:
+            return f.read()
+    assert not {content(e) for e in fullsup} & {content(e) for e in others}
+
+
+def test_ensure_synthetic_regenerates_when_the_variant_changes(tmp_path):
+    out = str(tmp_path / "SYNTH")
+    assert ensure_synthetic(out, **TINY) is True
+    assert ensure_synthetic(out, **TINY, variant="calibrated") is False  # the default, resolved
+    assert ensure_synthetic(out, **TINY, variant="control") is True
+    with open(os.path.join(out, "params.json")) as f:
+        assert json.load(f)["body_vividness"] == VARIANTS["control"]["body_vividness"]
+    assert ensure_synthetic(out, **TINY, variant="control", body_vividness=0.5) is True
+    with open(os.path.join(out, "params.json")) as f:
+        params = json.load(f)
+    params["generator_version"] = 1
+    with open(os.path.join(out, "params.json"), "w") as f:
+        json.dump(params, f)
+    assert ensure_synthetic(out, **TINY, variant="control", body_vividness=0.5) is True

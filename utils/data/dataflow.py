@@ -46,6 +46,14 @@ results come back in input order (``OrderedPoolMapData``); 0 or 1 decodes in the
 process.  tensorpack's ``MultiProcessMapDataZMQ(strict=True)`` was not used: on this
 platform it intermittently lost requests and hung for ever on small lists.
 
+Decoding once into memory
+-------------------------
+``cache_images=True`` decodes every image once, in the calling process, and keeps the decoded
+images (or the reason an image is bad) in memory for later epochs; the augmentation still
+runs, with fresh parameters, on every pass, and the batches are those of the uncached path.
+``cache_images='auto'`` does so when the list is small: its decoded images (estimated from
+the first one) fit in ``MEMORY_CACHE_BYTES``.  A cached dataflow maps in-process (no pool).
+
 Bad images
 ----------
 A missing, empty or undecodable image never reaches the augmentation: the decoder hands
@@ -72,7 +80,7 @@ from tensorpack.utils.utils import get_rng  # noqa: E402
 from utils.data.labels import OutOfImageBoxes  # noqa: E402
 from utils.data.metadata import is_metadata_split, metadata_split_dir, read_entries  # noqa: E402
 from utils.errors import UserError
-from utils.data.transforms import (RESIZE_MARGIN, eval_boxes, is_bad_image_marker,  # noqa: E402
+from utils.data.transforms import (RESIZE_MARGIN, decode_image, eval_boxes, is_bad_image_marker,  # noqa: E402
                               map_eval_image, map_train_image)
 
 logger = logging.getLogger(__name__)
@@ -88,6 +96,7 @@ PREPARE_COMMANDS = {
 ON_BAD_IMAGE_CHOICES = ("skip", "error")
 POOL_BUFFER_SIZE = 64  # datapoints in flight in a decoding pool
 POOL_CHUNK_SIZE = 8  # datapoints per pool task
+MEMORY_CACHE_BYTES = 512 * 2 ** 20  # cache_images='auto': decoded lists up to this size
 
 
 class DataError(UserError, RuntimeError):
@@ -333,15 +342,44 @@ class LabelListBatches(BatchData):
         return eval_boxes(self.entries[index].boxes, self.image_sizes[index], self.final_size)
 
 
-def _decoded(source, mapper, workers, make_pool):
-    """The source mapped in-process (``workers`` <= 1) or in an order-preserving pool."""
+class MemoryDecoder:
+    """``decode_image`` that decodes each path once and then answers from memory (the
+    decoded image, or ``(None, reason)`` for a bad file).  Not shared between processes."""
+
+    def __init__(self):
+        self._decoded = {}
+
+    def __call__(self, path):
+        if path not in self._decoded:
+            self._decoded[path] = decode_image(path)
+        return self._decoded[path]
+
+    def __len__(self):
+        return len(self._decoded)
+
+
+def use_memory_cache(cache_images, entries, image_root):
+    """Whether to decode once into memory: ``cache_images`` True/False, or ``'auto'``: when
+    the list's decoded images (the first image's size times the list length) fit in
+    ``MEMORY_CACHE_BYTES``."""
+    if cache_images != "auto":
+        return bool(cache_images)
+    first, _ = decode_image(os.path.join(image_root, entries[0].path))
+    return first is not None and first.nbytes * len(entries) <= MEMORY_CACHE_BYTES
+
+
+def _decoded(source, mapper, workers, make_pool, cached):
+    """The source mapped in-process (``workers`` <= 1, or from a ``MemoryDecoder`` when
+    ``cached``) or in an order-preserving pool."""
+    if cached:
+        return MapData(source, partial(mapper, decode=MemoryDecoder()))
     if workers <= 1:
         return MapData(source, mapper)
     return OrderedPoolMapData(source, make_pool(workers), mapper)
 
 
 def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
-                       on_bad_image="skip", seed=None, num_classes=None):
+                       on_bad_image="skip", seed=None, num_classes=None, cache_images=False):
     """Shuffled, augmented training batches ``[images, labels, boxes]`` (one pass over the
     list per iteration, remainder dropped).
 
@@ -350,11 +388,13 @@ def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, wo
     ``on_bad_image``: ``'skip'`` (log, count in ``bad_images``) or ``'error'`` (raise).
     ``num_classes``: refuse a list with a class index outside ``[0, num_classes)``.
     A list with fewer images than ``batch_size`` is refused (``DataError``).
+    ``cache_images``: decode once into memory (True, False or ``'auto'``; module docstring).
     """
     entries = load_entries(label_file, image_root, num_classes)
     source = TrainSource(entries, image_root, seed)
     mapper = partial(map_train_image, final_size=final_size)
-    decoded = _decoded(source, mapper, resolve_workers(workers), process_pool)
+    decoded = _decoded(source, mapper, resolve_workers(workers), process_pool,
+                       use_memory_cache(cache_images, entries, image_root))
     filtered = BadImageFilter(decoded, on_bad_image)
     if len(entries) < batch_size:
         raise DataError(f"label list {label_file} has {len(entries)} images, fewer than one batch of "
@@ -363,7 +403,7 @@ def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, wo
 
 
 def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
-                      number_of_val=None, num_classes=None):
+                      number_of_val=None, num_classes=None, cache_images=False):
     """Centre-cropped evaluation batches ``[images, labels, boxes, indices]`` in list order
     (remainder kept); bad images are logged, skipped and listed in ``bad_images``.
 
@@ -372,11 +412,13 @@ def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, wor
     ``num_classes``: refuse a list with a class index outside ``[0, num_classes)``.
     Boxes extending past their image are counted (``boxes_outside_image``, logged at the
     end of each pass); a list where most of them do is refused (``utils.data.labels``).
+    ``cache_images``: decode once into memory for repeated passes (True, False or ``'auto'``).
     """
     entries = load_entries(label_file, image_root, num_classes)[:number_of_val]
     source = EvalSource(entries, image_root)
     mapper = partial(map_eval_image, final_size=final_size)
-    decoded = _decoded(source, mapper, resolve_workers(workers), thread_pool)
+    decoded = _decoded(source, mapper, resolve_workers(workers), thread_pool,
+                       use_memory_cache(cache_images, entries, image_root))
     box_check = (entries, OutOfImageBoxes(label_file, sum(len(e.boxes) for e in entries)))
     return LabelListBatches(BadImageFilter(decoded, "skip", index_component=3, box_check=box_check),
                             batch_size, True, entries, final_size)

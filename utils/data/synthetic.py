@@ -2,25 +2,44 @@
 
 Every image shows ONE object on a cluttered background:
 
-* a large elongated body (a textured ellipse) whose colour is only weakly tied to the
-  class (near the class hue for 35% of the images, any hue otherwise);
-* a small head at one end of the body, whose colour (one hue per class) and shape (disc,
-  triangle, square, diamond, star; cycling with the class index) identify the class;
+* a large elongated body (a textured ellipse) that carries some, weaker, class evidence:
+  with probability ``body_class_hue_probability`` its hue is near the class hue (any hue
+  otherwise), and ``body_vividness`` (0-1) moves its saturation and brightness from muted
+  (0) to the head's vivid colour (1);
+* a small head at one end of the body, whose colour (one hue per class, vivid) and shape
+  (disc, triangle, square, diamond, star; cycling with the class index) identify the class;
 * random position, scale and orientation (0-360 degrees) of the whole object;
 * a textured background with class-agnostic distractors: headless body-like ellipses,
   bars and rings in muted colours, and lines.
 
-A classifier only needs the head, so its CAM tends to light up the head while the GT box
-covers body and head, as with CUB birds.  The GT box is the tight bounding box of the
-object's rendered mask (inclusive pixel corners, ``x1 y1 x2 y2``).
+The head is the most discriminative part, so a classifier's CAM tends to light up the head
+and only part of the body while the GT box covers body and head, as with CUB birds.  The GT
+box is the tight bounding box of the object's rendered mask (inclusive pixel corners,
+``x1 y1 x2 y2``).
+
+Variants (``variant``; each fixes the two body knobs, which can still be overridden):
+
+* ``calibrated`` (default): the body is always near the class hue, a little more vivid than
+  muted, so that a ResNet50-SE CAM trained with the demo recipe covers part of the body
+  (best-threshold GT-known Loc between 20% and 60%; calibration runs in
+  ``bench/synthetic_calibration.md``);
+* ``control``: the whole object in the class colour (body as vivid as the head): the CAM
+  covers the whole object, an upper reference;
+* ``head``: generator version 1's head-dominated set (body near the class hue in 35% of the
+  images, muted): CAMs stay on the head.
 
 Layout written by ``generate_synthetic(out, ...)`` (``python -m utils.data.synthetic --out DIR``)::
 
     <out>/images/<class dir>/<split>_<index>.jpg   JPEG, quality 90, BGR as written by cv2
+    <out>/masks/<class dir>/<split>_<index>.png    object mask: uint8, 255 object, 0 background
+    <out>/parts/<class dir>/<split>_<index>.png    part mask: 0 background, 1 head
+                                                   (discriminative part), 2 body
     <out>/train.txt, <out>/val.txt                 label lists (format: utils/data/labels.py);
                                                    paths relative to <out>/images
+    <out>/train_fullsup.txt                        held-out fully annotated split (masks used
+                                                   for threshold tuning), disjoint from both
     <out>/words.txt                                ``<class index> <class dir>`` per line
-    <out>/stats.json                               trivial-box GT-known Loc on val, timing
+    <out>/stats.json                               trivial-box and head-box GT-known Loc on val
     <out>/params.json                              generation parameters (written last)
 
 With ``dataset_paths('SYNTH', data_dir)`` the set lives in ``<data_dir>/SYNTH``.
@@ -44,22 +63,57 @@ from utils.boxes import box_iou
 from utils.data.labels import LabelEntry, write_label_list
 from utils.errors import UserError, exit_on_user_error
 
-GENERATOR_VERSION = 1
-DEFAULT_PARAMS = {"num_classes": 10, "num_train": 2000, "num_val": 500, "size": 128, "seed": 0}
-SPLITS = ("train", "val")
-OUTPUT_NAMES = ("images", "train.txt", "val.txt", "words.txt", "stats.json")  # besides params.json
+GENERATOR_VERSION = 2
+VARIANTS = {  # the body knobs of each named variant
+    "calibrated": {"body_class_hue_probability": 1.0, "body_vividness": 0.25},
+    "control": {"body_class_hue_probability": 1.0, "body_vividness": 1.0},
+    "head": {"body_class_hue_probability": 0.35, "body_vividness": 0.0},
+}
+DEFAULT_VARIANT = "calibrated"
+DEFAULT_PARAMS = {"num_classes": 10, "num_train": 2000, "num_val": 500, "num_fullsup_per_class": 5,
+                  "size": 128, "seed": 0, "variant": DEFAULT_VARIANT,
+                  "body_class_hue_probability": None, "body_vividness": None}  # None: the variant's
+SPLITS = ("train", "val", "train_fullsup")
+OUTPUT_NAMES = ("images", "masks", "parts", "train.txt", "val.txt", "train_fullsup.txt", "words.txt",
+                "stats.json")  # besides params.json
 HEAD_SHAPES = ("disc", "triangle", "square", "diamond", "star")
 JPEG_QUALITY = 90
-CLASS_HUE_PROBABILITY = 0.35      # how often the body takes a hue near the class hue
+HEAD_SATURATION = HEAD_VALUE = 235
+MUTED_SATURATION = (60, 150)      # body saturation range at vividness 0
+MUTED_VALUE = (90, 200)           # body brightness range at vividness 0
+BODY_HUE_SPREAD = 8               # standard deviation of a class-hued body's hue
+PART_BACKGROUND, PART_HEAD, PART_BODY = 0, 1, 2
 MIN_IMAGES_FOR_PROCESSES = 200    # smaller sets are generated in-process
 
 
 @dataclass
 class SyntheticSample:
-    """One rendered image (BGR uint8 [S,S,3]), its object mask (bool [S,S]) and GT box."""
+    """One rendered image (BGR uint8 [S,S,3]), its part mask (uint8 [S,S]: PART_BACKGROUND,
+    PART_HEAD, PART_BODY), the body's HSV colour and the GT box."""
     image: np.ndarray
-    object_mask: np.ndarray
+    part_mask: np.ndarray
+    body_hsv: tuple
     box: np.ndarray  # float32 [4], x1 y1 x2 y2, tight around object_mask
+
+    @property
+    def object_mask(self):
+        """bool [S,S]: head or body."""
+        return self.part_mask != PART_BACKGROUND
+
+
+def resolve_params(**params):
+    """All generation parameters: ``DEFAULT_PARAMS`` updated by ``params``, the body knobs
+    left at None taken from the variant.  Raises TypeError / ValueError on unknown names."""
+    unknown = set(params) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise TypeError(f"unknown synthetic data parameters: {sorted(unknown)}")
+    resolved = dict(DEFAULT_PARAMS, **params)
+    if resolved["variant"] not in VARIANTS:
+        raise ValueError(f"unknown SYNTH variant {resolved['variant']!r}; choose from {sorted(VARIANTS)}")
+    for knob, value in VARIANTS[resolved["variant"]].items():
+        if resolved[knob] is None:
+            resolved[knob] = value
+    return resolved
 
 
 def class_hue(class_index, num_classes):
@@ -177,7 +231,21 @@ def _object_geometry(rng, size):
     return centre, (half_length, half_width), angle, head_centre, head_radius
 
 
-def render_sample(rng, label, num_classes, size):
+def _body_hsv(rng, label, num_classes, class_hue_probability, vividness):
+    """The body's (hue, saturation, value): near the class hue with ``class_hue_probability``,
+    saturation and value drawn from the muted ranges moved ``vividness`` of the way to the head's."""
+    if rng.uniform() < class_hue_probability:
+        hue = int(round(class_hue(label, num_classes) + rng.normal(0, BODY_HUE_SPREAD))) % 180
+    else:
+        hue = int(rng.integers(0, 180))
+    saturation = rng.integers(*MUTED_SATURATION)
+    value = rng.integers(*MUTED_VALUE)
+    saturation = int(round(saturation + vividness * (HEAD_SATURATION - saturation)))
+    value = int(round(value + vividness * (HEAD_VALUE - value)))
+    return hue, saturation, value
+
+
+def render_sample(rng, label, num_classes, size, body_class_hue_probability=1.0, body_vividness=0.0):
     """Draw one image of class ``label``; returns a ``SyntheticSample``."""
     image = _background(rng, size)
     _draw_distractors(rng, image, size)
@@ -190,41 +258,61 @@ def render_sample(rng, label, num_classes, size):
     shape = HEAD_SHAPES[label % len(HEAD_SHAPES)]
     cv2.fillPoly(head_mask, [_head_polygon(shape, head_centre, head_radius, angle)], 1)
 
-    hue = class_hue(label, num_classes)
-    if rng.uniform() < CLASS_HUE_PROBABILITY:
-        body_hue = int(round(hue + rng.normal(0, 8)))
-    else:
-        body_hue = int(rng.integers(0, 180))
-    body_colour = np.array(_hsv_to_bgr(body_hue, int(rng.integers(60, 150)), int(rng.integers(90, 200))),
-                           np.float32)
-    body = body_colour * _stripes(rng, size, rng.uniform(0.1, 0.3))
-    head = np.array(_hsv_to_bgr(hue, 235, 235), np.float32) + rng.normal(0, 4, (size, size, 3))
+    body_hsv = _body_hsv(rng, label, num_classes, body_class_hue_probability, body_vividness)
+    body = np.array(_hsv_to_bgr(*body_hsv), np.float32) * _stripes(rng, size, rng.uniform(0.1, 0.3))
+    head = (np.array(_hsv_to_bgr(class_hue(label, num_classes), HEAD_SATURATION, HEAD_VALUE), np.float32)
+            + rng.normal(0, 4, (size, size, 3)))
 
     image = np.where(body_mask[..., None] > 0, body, image)
     image = np.where(head_mask[..., None] > 0, head, image)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
 
-    object_mask = (body_mask > 0) | (head_mask > 0)
-    ys, xs = np.nonzero(object_mask)
-    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32)
-    return SyntheticSample(image, object_mask, box)
+    part_mask = np.where(head_mask > 0, PART_HEAD, np.where(body_mask > 0, PART_BODY, PART_BACKGROUND))
+    return SyntheticSample(image, part_mask.astype(np.uint8), body_hsv, mask_box(part_mask))
+
+
+def mask_box(mask):
+    """Tight box ``[x1, y1, x2, y2]`` (float32, inclusive pixels) of a mask's nonzero pixels,
+    or None when it is empty."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32)
 
 
 def _image_path(split, index, label, num_classes):
     return f"{class_dir_name(label, num_classes)}/{split}_{index:05d}.jpg"
 
 
+def mask_path(out, folder, relative_image_path):
+    """``<out>/<folder>/<image path with .png>``: where a mask of an image lives
+    (``folder`` is ``masks`` or ``parts``)."""
+    return os.path.join(out, folder, os.path.splitext(relative_image_path)[0] + ".png")
+
+
+def _write_png(path, array):
+    ok, encoded = cv2.imencode(".png", array)
+    assert ok, path
+    with open(path, "wb") as f:
+        f.write(encoded.tobytes())
+
+
 def _write_image(task):
-    """Render and save one image; ``task = (out, split, index, num_classes, size, seed)``."""
-    out, split, index, num_classes, size, seed = task
+    """Render and save one image and its masks; ``task = (out, split, index, params)``.
+    Returns ``(label entry, head box)``."""
+    out, split, index, params = task
+    num_classes = params["num_classes"]
     label = index % num_classes
-    sample = render_sample(sample_rng(seed, split, index), label, num_classes, size)
+    sample = render_sample(sample_rng(params["seed"], split, index), label, num_classes, params["size"],
+                           params["body_class_hue_probability"], params["body_vividness"])
     relative_path = _image_path(split, index, label, num_classes)
     ok, encoded = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     assert ok, relative_path
     with open(os.path.join(out, "images", relative_path), "wb") as f:
         f.write(encoded.tobytes())
-    return LabelEntry(relative_path, label, sample.box[None])
+    _write_png(mask_path(out, "masks", relative_path), sample.object_mask.astype(np.uint8) * 255)
+    _write_png(mask_path(out, "parts", relative_path), sample.part_mask)
+    return LabelEntry(relative_path, label, sample.box[None]), mask_box(sample.part_mask == PART_HEAD)
 
 
 def _worker_init():
@@ -244,44 +332,54 @@ def trivial_box_localization(boxes, size):
             for name, guess in (("whole_image", whole), ("centred_mean_box", centred))}
 
 
-def generate_synthetic(out, num_classes=10, num_train=2000, num_val=500, size=128, seed=0,
-                       workers=None):
-    """Write the whole set to ``out`` (replacing a previous ``out/images``); returns the stats.
+def generate_synthetic(out, workers=None, **params):
+    """Write the whole set to ``out`` (replacing previous images and masks); returns the stats.
 
-    ``workers``: processes to render with (``None`` = all cores; sets smaller than
+    ``params``: see ``DEFAULT_PARAMS`` (unset ones take its values; the body knobs the
+    variant's).  ``workers``: processes to render with (``None`` = all cores; sets smaller than
     ``MIN_IMAGES_FOR_PROCESSES`` and ``workers <= 1`` render in-process).
     """
     start = time.time()
-    params = {"num_classes": num_classes, "num_train": num_train, "num_val": num_val,
-              "size": size, "seed": seed}
+    params = resolve_params(**params)
+    num_classes = params["num_classes"]
     params_file = os.path.join(out, "params.json")
     if os.path.exists(params_file):
         os.remove(params_file)
-    shutil.rmtree(os.path.join(out, "images"), ignore_errors=True)
-    for label in range(num_classes):
-        os.makedirs(os.path.join(out, "images", class_dir_name(label, num_classes)))
+    for folder in ("images", "masks", "parts"):
+        shutil.rmtree(os.path.join(out, folder), ignore_errors=True)
+        for label in range(num_classes):
+            os.makedirs(os.path.join(out, folder, class_dir_name(label, num_classes)))
 
-    counts = {"train": num_train, "val": num_val}
-    tasks = [(out, split, index, num_classes, size, seed)
-             for split in SPLITS for index in range(counts[split])]
+    counts = {"train": params["num_train"], "val": params["num_val"],
+              "train_fullsup": params["num_fullsup_per_class"] * num_classes}
+    tasks = [(out, split, index, params) for split in SPLITS for index in range(counts[split])]
     workers = os.cpu_count() if workers is None else workers
     if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_PROCESSES:
-        entries = [_write_image(task) for task in tasks]
+        results = [_write_image(task) for task in tasks]
     else:
         with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
-            entries = pool.map(_write_image, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+            results = pool.map(_write_image, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
 
-    write_label_list(os.path.join(out, "train.txt"), entries[:num_train])
-    write_label_list(os.path.join(out, "val.txt"), entries[num_train:])
+    first = 0
+    by_split = {}
+    for split in SPLITS:
+        by_split[split] = results[first:first + counts[split]]
+        write_label_list(os.path.join(out, f"{split}.txt"), [entry for entry, _ in by_split[split]])
+        first += counts[split]
     with open(os.path.join(out, "words.txt"), "w") as f:
         for label in range(num_classes):
             f.write(f"{label} {class_dir_name(label, num_classes)}\n")
 
-    val_boxes = np.concatenate([e.boxes for e in entries[num_train:]]) if num_val else np.zeros((0, 4))
-    stats = {"trivial_box_gt_known_loc_val": trivial_box_localization(val_boxes, size) if num_val else {},
-             "mean_val_box_wh": ((val_boxes[:, 2:] - val_boxes[:, :2] + 1).mean(0).tolist()
-                                 if num_val else []),
-             "generation_seconds": round(time.time() - start, 2)}
+    stats = {"generation_seconds": None, "trivial_box_gt_known_loc_val": {}, "mean_val_box_wh": [],
+             "head_box_gt_known_loc_val": None}
+    if by_split["val"]:
+        val_boxes = np.concatenate([entry.boxes for entry, _ in by_split["val"]])
+        head_boxes = np.stack([head for _, head in by_split["val"]])
+        stats.update(trivial_box_gt_known_loc_val=trivial_box_localization(val_boxes, params["size"]),
+                     mean_val_box_wh=(val_boxes[:, 2:] - val_boxes[:, :2] + 1).mean(0).tolist(),
+                     head_box_gt_known_loc_val=float(np.mean(
+                         [box_iou(head[None], gt[None])[0, 0] >= 0.5 for head, gt in zip(head_boxes, val_boxes)])))
+    stats["generation_seconds"] = round(time.time() - start, 2)
     with open(os.path.join(out, "stats.json"), "w") as f:
         json.dump(stats, f, indent=2, sort_keys=True)
     with open(params_file, "w") as f:  # last: marks a complete set
@@ -291,14 +389,11 @@ def generate_synthetic(out, num_classes=10, num_train=2000, num_val=500, size=12
 
 def ensure_synthetic(out, workers=None, **params):
     """Generate the set in ``out`` unless it is complete and ``out/params.json`` records the
-    same parameters (defaults from ``DEFAULT_PARAMS``) and generator version.
+    same resolved parameters (``resolve_params``) and generator version.
 
     Returns True when the set was (re)generated, False when the cached set was kept.
     """
-    unknown = set(params) - set(DEFAULT_PARAMS)
-    if unknown:
-        raise TypeError(f"unknown synthetic data parameters: {sorted(unknown)}")
-    wanted = dict(DEFAULT_PARAMS, **params)
+    wanted = resolve_params(**params)
     try:
         with open(os.path.join(out, "params.json")) as f:
             cached = json.load(f)
@@ -317,11 +412,15 @@ def print_summary(out):
         params = json.load(f)
     with open(os.path.join(out, "stats.json")) as f:
         stats = json.load(f)
-    print(f"{out}: {params['num_train']} train + {params['num_val']} val images, "
-          f"{params['num_classes']} classes, {params['size']} px, seed {params['seed']} "
-          f"(generated in {stats['generation_seconds']:.1f} s)")
+    print(f"{out}: {params['num_train']} train + {params['num_val']} val + "
+          f"{params['num_fullsup_per_class'] * params['num_classes']} train_fullsup images, "
+          f"{params['num_classes']} classes, {params['size']} px, seed {params['seed']}, "
+          f"variant {params['variant']} (body class hue probability {params['body_class_hue_probability']}, "
+          f"vividness {params['body_vividness']}; generated in {stats['generation_seconds']:.1f} s)")
     for name, accuracy in sorted(stats["trivial_box_gt_known_loc_val"].items()):
         print(f"  trivial box '{name}': GT-known Loc on val {100 * accuracy:.1f}%")
+    if stats.get("head_box_gt_known_loc_val") is not None:
+        print(f"  head-only box (oracle): GT-known Loc on val {100 * stats['head_box_gt_known_loc_val']:.1f}%")
 
 
 class SyntheticError(UserError, ValueError):
@@ -332,17 +431,27 @@ MIN_PARAMS = {"num_classes": 1, "num_train": 1, "num_val": 0, "size": 32, "seed"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Generate the synthetic WSOL data set SYNTH.")
+    parser = argparse.ArgumentParser(description="Generate the synthetic WSOL data set SYNTH.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="dataset/SYNTH", help="output directory")
     for name, default in DEFAULT_PARAMS.items():
-        parser.add_argument(f"--{name}", type=int, default=default)
+        if isinstance(default, int):
+            parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=tuple(VARIANTS),
+                        help="body colour recipe: " + "; ".join(f"{name} {knobs}" for name, knobs in VARIANTS.items()))
+    parser.add_argument("--body_class_hue_probability", type=float, default=None,
+                        help="override the variant's: how often the body is near the class hue")
+    parser.add_argument("--body_vividness", type=float, default=None,
+                        help="override the variant's: body saturation/brightness, 0 muted .. 1 as vivid as the head")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--force", action="store_true", help="regenerate even if params.json matches")
     args = parser.parse_args(argv)
     params = {name: getattr(args, name) for name in DEFAULT_PARAMS}
     for name, value in params.items():
-        if value < MIN_PARAMS.get(name, 0):
+        if isinstance(value, int) and value < MIN_PARAMS.get(name, 0):
             raise SyntheticError(f"--{name} must be >= {MIN_PARAMS.get(name, 0)}, got {value}")
+        if name.startswith("body_") and value is not None and not 0.0 <= value <= 1.0:
+            raise SyntheticError(f"--{name} must be in [0, 1], got {value}")
     try:
         if args.force:
             generate_synthetic(args.out, workers=args.workers, **params)

@@ -109,11 +109,12 @@ def is_bad_image_marker(datapoint):
     return isinstance(datapoint[0], str) and datapoint[0] == BAD_IMAGE_TAG
 
 
-def map_train_image(datapoint, final_size):
+def map_train_image(datapoint, final_size, decode=decode_image):
     """``[path, label, box|None, crop_x, crop_y, flip]`` -> ``[image, label int32, box [2,2],
-    orig_hw]``, or ``[BAD_IMAGE_TAG, path, reason]`` when the image cannot be read."""
+    orig_hw]``, or ``[BAD_IMAGE_TAG, path, reason]`` when the image cannot be read.
+    ``decode``: a function like ``decode_image`` (e.g. one answering from memory)."""
     path, label, box, crop_x, crop_y, flip = datapoint
-    image, reason = decode_image(path)
+    image, reason = decode(path)
     if image is None:
         return [BAD_IMAGE_TAG, path, reason]
     resize = final_size + RESIZE_MARGIN
@@ -124,11 +125,12 @@ def map_train_image(datapoint, final_size):
     return [np.ascontiguousarray(crop), np.int32(label), corners, image.shape[:2]]
 
 
-def map_eval_image(datapoint, final_size):
+def map_eval_image(datapoint, final_size, decode=decode_image):
     """``[index, path, label, box|None]`` -> ``[image, label int32, box [2,2], index int32,
-    orig_hw]``, or ``[BAD_IMAGE_TAG, path, reason]`` when the image cannot be read."""
+    orig_hw]``, or ``[BAD_IMAGE_TAG, path, reason]`` when the image cannot be read.
+    ``decode``: a function like ``decode_image`` (e.g. one answering from memory)."""
     index, path, label, box = datapoint
-    image, reason = decode_image(path)
+    image, reason = decode(path)
     if image is None:
         return [BAD_IMAGE_TAG, path, reason]
     resize = final_size + RESIZE_MARGIN

@@ -145,3 +145,79 @@ def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
     width = max(canvas.shape[1], _caption_width(label_lines))
     canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, width - canvas.shape[1], cv2.BORDER_CONSTANT, value=0)
     return np.vstack([canvas, _caption(label_lines, width)])
+
+
+# ----------------------------------------------------------------------------- method comparison grid
+
+GRID_CELL = 240               # pixels of one grid cell: small crops are upsampled to this
+GRID_FONT = cv2.FONT_HERSHEY_SIMPLEX
+GRID_TEXT_HEIGHT = 26
+
+
+def _text_strip(width, text, height=GRID_TEXT_HEIGHT, colour=(255, 255, 255)):
+    strip = np.zeros((height, width, 3), np.uint8)
+    cv2.putText(strip, text, (6, height - 8), GRID_FONT, 0.5, colour, 1, cv2.LINE_AA)
+    return strip
+
+
+def upsampled(image, cell=GRID_CELL):
+    """``image`` scaled (nearest neighbour, so pixels stay visible) to ``cell`` pixels wide."""
+    scale = cell / float(image.shape[1])
+    return cv2.resize(image, (cell, int(round(image.shape[0] * scale))), interpolation=cv2.INTER_NEAREST), scale
+
+
+def _scaled_box(box, scale):
+    return [(v + 0.5) * scale - 0.5 for v in np.asarray(box, np.float64).reshape(4)]
+
+
+def _labelled_box(canvas, box, colour, text):
+    """A thick box with ``text`` on a filled label just inside its top-left corner."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+    (tw, th), _ = cv2.getTextSize(text, GRID_FONT, 0.5, 1)
+    tx = int(np.clip(x1, 0, canvas.shape[1] - tw - 4))
+    ty = int(np.clip(y1 + th + 4, th + 4, canvas.shape[0] - 2))
+    cv2.rectangle(canvas, (tx, ty - th - 4), (tx + tw + 4, ty + 2), colour, -1)
+    cv2.putText(canvas, text, (tx + 2, ty - 2), GRID_FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def comparison_row(image, gt_box, methods, class_name, cell=GRID_CELL):
+    """One grid row: the image with its GT box (green) and class name, then per method
+    ``name -> (cam, pred_box, iou)`` its heat map with its box (its colour) and IoU."""
+    base, scale = upsampled(image, cell)
+    gt = _scaled_box(gt_box, scale)
+    first = base.copy()
+    _labelled_box(first, gt, GT_COLOR, "GT")
+    tiles = [np.vstack([_text_strip(cell, class_name), first])]
+    for index, (name, (cam, box, iou)) in enumerate(methods.items()):
+        colour = PANEL_PRED_COLORS[index % len(PANEL_PRED_COLORS)]
+        tile = heatmap_overlay(base, resize_cam(np.asarray(cam), image.shape[:2]))
+        cv2.rectangle(tile, *[tuple(int(round(v)) for v in pair) for pair in (gt[:2], gt[2:])], GT_COLOR, 1)
+        _labelled_box(tile, _scaled_box(box, scale), colour, f"IoU {iou:.2f}")
+        tiles.append(np.vstack([_text_strip(cell, f"{name} heat map + box", colour=colour), tile]))
+    return np.hstack(tiles)
+
+
+def colour_legend(width, method_names):
+    """A legend strip: box colours (GT, each method) and the heat-map scale (low .. high)."""
+    legend = np.zeros((2 * GRID_TEXT_HEIGHT, width, 3), np.uint8)
+    x = 6
+    for name, colour in [("GT box (whole object)", GT_COLOR)] + [
+            (f"{name} box", PANEL_PRED_COLORS[i % len(PANEL_PRED_COLORS)]) for i, name in enumerate(method_names)]:
+        cv2.rectangle(legend, (x, 8), (x + 18, 20), colour, -1)
+        cv2.putText(legend, name, (x + 24, 19), GRID_FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        x += 24 + cv2.getTextSize(name, GRID_FONT, 0.5, 1)[0][0] + 18
+    bar_width = max(40, min(240, width - 200))
+    ramp = np.tile(np.linspace(0, 255, bar_width).astype(np.uint8), (12, 1))
+    y = GRID_TEXT_HEIGHT + 6
+    cv2.putText(legend, "heat map: low", (6, y + 10), GRID_FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    legend[y:y + 12, 130:130 + bar_width] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
+    cv2.putText(legend, "high (CAM, min-max normalised)", (136 + bar_width, y + 10), GRID_FONT, 0.5,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return legend
+
+
+def comparison_grid(rows, method_names):
+    """Rows of ``comparison_row`` stacked under one colour legend (BGR uint8)."""
+    width = max(row.shape[1] for row in rows)
+    return np.vstack([colour_legend(width, method_names)] + list(rows))

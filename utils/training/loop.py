@@ -99,7 +99,7 @@ def val_dataflow(args, per_tower_batch):
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
     ds = get_eval_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                            workers=args.workers, number_of_val=args.number_of_val,
-                           num_classes=args.number_of_class)
+                           num_classes=args.number_of_class, cache_images="auto")
     return MapData(ds, lambda dp: dp[:3])  # the model's inputs: image, label, bbox
 
 
@@ -152,7 +152,7 @@ def _train(args):
     label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                                   workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed,
-                                  num_classes=args.number_of_class)
+                                  num_classes=args.number_of_class, cache_images="auto")
     queue_input = QueueInput(train_df)
     config = TrainConfig(
         model=WSOLModel(model_spec(args)),
