@@ -124,3 +124,26 @@ def test_readable_example_and_prediction_overlay():
     assert overlay.shape[0] > 30 and overlay.shape[1] > 20                         # strip below, padded right
     assert tuple(overlay[10, 3]) == PRED_COLOR and tuple(overlay[4, 9]) == PRED_COLOR
     assert not overlay[:30, 20:].any()                                             # padding stays black
+
+
+def test_metrics_markdown_has_the_part_analysis_when_part_masks_were_scored():
+    from utils.evaluation.parts import PartAnalyzer
+    from utils.evaluation.report import metrics_markdown
+    evaluator = WSOLEvaluator(0.2)
+    cam = np.zeros((10, 10))
+    cam[2:5, 2:5] = 1.0                     # the region above tau: 9 pixels, 3 on the part, 6 on the body
+    parts = np.zeros((10, 10), np.uint8)
+    parts[2:5, 2:3] = 1
+    parts[2:8, 3:8] = 2
+    evaluator.add(cam, [[2, 2, 7, 7]], 0, [0, 1, 2, 3, 4])
+    metrics = evaluator.compute()
+    analyzer = PartAnalyzer()
+    analyzer.add(cam, parts)
+    metrics["parts"] = analyzer.compute({"cam_threshold": 0.2})
+    text = metrics_markdown(metrics, {"method_name": "CAM"})
+    assert "## Part analysis" in text
+    row = [line for line in text.splitlines() if line.startswith("| cam_threshold (τ = 0.20)")][0]
+    cells = [c.strip() for c in row.split("|")[2:-1]]
+    # region 9% of the crop; 33.3% on the part, 66.7% on the body, 0 on background;
+    # object 3 + 30 = 33 pixels, 9 covered: 27.3%; body 30 pixels, 6 covered: 20.0%; part 3/3: 100%
+    assert cells == ["9.0", "33.3", "66.7", "0.0", "27.3", "20.0", "100.0"]

@@ -203,7 +203,7 @@ def run_all(args):
     variant_of = {m: check_variant(args.control_variant) if METHODS[m].control else None for m in args.methods}
     roots = {variant: ensure_data(args, variant) for variant in sorted(set(variant_of.values()), key=str)}
     execution = {"number_of_examples": args.examples, "workers": args.workers}
-    jobs = [(method, seed) for method in args.methods for seed in args.seeds]
+    jobs = [(method, seed) for seed in args.seeds for method in args.methods]   # seed-major: every method has a seed early
     runs = {method: [] for method in args.methods}
     start = time.time()
     trained = 0

@@ -30,10 +30,11 @@ from utils.config import config_dict, model_spec
 from utils.data.dataflow import dataset_paths, get_eval_dataflow
 from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
-from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels
+from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels, part_mask_dir
 from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import LabelEntry, read_class_names, write_label_list
-from utils.evaluation.localization import resize_cam
+from utils.evaluation.localization import normalize_cam, resize_cam
+from utils.evaluation.parts import PartAnalyzer
 from utils.training.checkpoints import verify_checkpoint
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.evaluation.report import write_report
@@ -84,6 +85,12 @@ def mask_folder(args):
     return None
 
 
+def part_folder(args):
+    """``<data_dir>/<NAME>/parts`` (head / body masks, written by SYNTH) when it exists, else None."""
+    folder = part_mask_dir(args.data_dir, args.dataset_name)
+    return MaskFolder(folder) if os.path.isdir(folder) else None
+
+
 def tau_split_list(args):
     """``(name, label_file)`` of ``--tau_split``: an existing path (label list or metadata
     split folder), else a split name resolved like ``val`` (e.g. ``train_fullsup``)."""
@@ -97,8 +104,9 @@ class EvaluationPass:
     """One pass of the network over a list: every metric (``metrics``), per-image records,
     the first ``number_of_examples`` example panels and, with ``save_cams``, every CAM."""
 
-    def __init__(self, predictor, num_heads, args, masks, class_names=None, save_cams=None):
+    def __init__(self, predictor, num_heads, args, masks, class_names=None, save_cams=None, parts=None):
         self.predictor, self.num_heads, self.args, self.masks = predictor, num_heads, args, masks
+        self.parts = parts   # MaskFolder of part masks (0 background, 1 part, 2 body) or None
         self.class_names, self.save_cams, self.saved_cams = class_names, save_cams, []
         self.rule = fusion_rule(args.cam_fusion, args.arch_name)
         self.records, self.panels, self.example_cams = [], {}, {}
@@ -109,6 +117,7 @@ class EvaluationPass:
                                      workers=args.workers, number_of_val=number_of_val,
                                      num_classes=args.number_of_class)
         evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
+        part_analyzer = PartAnalyzer()
         crop = (args.final_size, args.final_size)
         dataflow.reset_state()
         with get_tqdm(total=len(dataflow.entries), desc=desc) as progress:
@@ -123,6 +132,9 @@ class EvaluationPass:
                                            mask=self._mask(dataflow, index))
                     record["image"] = dataflow.entries[index].path
                     self.records.append(record)
+                    part_mask = self._stored_mask(self.parts, dataflow, index)
+                    if part_mask is not None:
+                        part_analyzer.add(normalize_cam(cam), part_mask)
                     if self.save_cams:
                         save_cam(self.save_cams, record["image"], cam)
                         self.saved_cams.append(LabelEntry(record["image"], record["label"], gt_boxes))
@@ -139,6 +151,9 @@ class EvaluationPass:
             raise MaskError(f"{self.masks.mask_dir}: {error} for the images of {label_file}") from None
         self.metrics["bad_images"] = [list(item) for item in dataflow.bad_images]
         self.metrics["boxes_outside_image"] = dataflow.boxes_outside_image.summary()
+        if part_analyzer.num_images:
+            self.metrics["parts"] = part_analyzer.compute({"cam_threshold": args.cam_threshold,
+                                                           "best": self.metrics["sweep"]["best_threshold"]})
         if self.save_cams:
             write_label_list(os.path.join(self.save_cams, SAVED_CAMS_LABELS), self.saved_cams)
             logger.info(f"{len(self.saved_cams)} CAMs written to {self.save_cams}; score them with: python -m "
@@ -151,11 +166,14 @@ class EvaluationPass:
         return self.metrics
 
     def _mask(self, dataflow, index):
-        if self.masks is None:
-            return None
-        stored = self.masks.eval_mask(dataflow.entries[index].path, dataflow.image_sizes[index],
-                                      self.args.final_size)
+        stored = self._stored_mask(self.masks, dataflow, index)
         return None if stored is None else object_pixels(stored)
+
+    def _stored_mask(self, folder, dataflow, index):
+        """The mask of list entry ``index`` from ``folder`` in the crop frame (or None)."""
+        if folder is None:
+            return None
+        return folder.eval_mask(dataflow.entries[index].path, dataflow.image_sizes[index], self.args.final_size)
 
 
 def evaluate(args):
@@ -172,7 +190,7 @@ def evaluate(args):
         held_out = EvaluationPass(predictor, num_heads, args, masks).run(tau_file, image_root, desc="held-out τ")
     class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
     class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
-    evaluation = EvaluationPass(predictor, num_heads, args, masks, class_names, args.save_cams)
+    evaluation = EvaluationPass(predictor, num_heads, args, masks, class_names, args.save_cams, part_folder(args))
     metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
     metrics["checkpoint"] = checkpoint
     metrics["tau_chosen_on"] = split_name if held_out else "the evaluation list (best τ searched on it)"

@@ -7,8 +7,8 @@
 ``metrics.md``           the checkpoint, then GitHub-Markdown tables: the reference-protocol
                          metrics at ``cam_threshold`` and at the sweep's best threshold,
                          wsolevaluation's MaxBoxAcc / MaxBoxAccV2; with masks PxAP and PIoU;
-                         with a held-out split (``held_out_tau``) every metric at the τ chosen
-                         there; last the configuration (compact: set values only, three a row,
+                         with part masks (SYNTH) the part analysis (``parts``); with a
+                         held-out split (``held_out_tau``) every metric at the τ chosen there; last the configuration (compact: set values only, three a row,
                          cells of at most 60 characters);
 ``threshold_curve.png``  localization accuracy against the CAM threshold;
 ``predictions.tsv``      one row per image: ``image``, ``label`` (and ``label_name``
@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 from tabulate import tabulate
+
+from utils.evaluation.parts import parts_table
 
 METRICS_FILE = "metrics.json"
 MARKDOWN_FILE = "metrics.md"
@@ -122,6 +124,9 @@ def metrics_markdown(metrics, config):
     ]
     if "pixel" in metrics:
         sections += ["## PxAP (object masks, wsolevaluation)", pixel_table(metrics)]
+    if "parts" in metrics:
+        sections += ["## Part analysis (where the CAM region above τ falls: discriminative part / body / "
+                     "background, and how much of each it covers)", parts_table(metrics["parts"])]
     if "held_out_tau" in metrics:
         sections += [f"## τ chosen on the held-out split {metrics['held_out_tau']['chosen_on']}",
                      held_out_table(metrics)]
