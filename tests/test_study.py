@@ -142,8 +142,10 @@ def test_tiny_study_aggregates_the_runs_and_reuses_them(tmp_path):
     with open(out / "study.json") as f:
         summary = json.load(f)
     assert list(summary["methods"]) == ["CAM", "ADL"]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
-            for line in first.stdout.splitlines() if line.startswith("| CAM ") or line.startswith("| ADL ")}
+    rows = {}   # the first table (localization); the part-analysis table has rows of the same names
+    for line in first.stdout.splitlines():
+        if line.startswith("| CAM ") or line.startswith("| ADL "):
+            rows.setdefault(line.split("|")[1].strip(), [c.strip() for c in line.split("|")[3:-1]])
     for method, entry in summary["methods"].items():
         assert [run["seed"] for run in entry["runs"]] == [0, 1]
         by_hand = {"top1_cls": [], "gt_known_best": [], "maxboxacc_v2": [], "iou30": []}

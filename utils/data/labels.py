@@ -102,11 +102,14 @@ def boxes_outside_image(boxes, image_hw):
 
 class OutOfImageBoxes:
     """Counts the boxes of a list that extend past their image, as its images are decoded;
-    refuses the list (``LabelListError``) once more than half of at least
-    ``min(MIN_BOXES_TO_REFUSE, total_boxes)`` checked boxes lie outside."""
+    with ``refuse`` (boxes in original-image pixels), refuses the list (``LabelListError``)
+    once more than half of at least ``min(MIN_BOXES_TO_REFUSE, total_boxes)`` checked boxes
+    lie outside.  Boxes in a crop's frame (the scorer's CAM frame) legitimately extend past
+    the crop -- the released protocol does not clip them -- so they are only counted."""
 
-    def __init__(self, label_file, total_boxes):
+    def __init__(self, label_file, total_boxes, refuse=True):
         self.label_file = label_file
+        self.refuse = refuse
         self.refuse_after = max(1, min(MIN_BOXES_TO_REFUSE, total_boxes))
         self.reset()
 
@@ -119,7 +122,7 @@ class OutOfImageBoxes:
         outside = boxes_outside_image(entry.boxes, image_hw)
         self.checked += len(outside)
         self.lines.extend(entry.lines[i] if i < len(entry.lines) else 0 for i in np.flatnonzero(outside))
-        if self.checked >= self.refuse_after and 2 * len(self.lines) > self.checked:
+        if self.refuse and self.checked >= self.refuse_after and 2 * len(self.lines) > self.checked:
             raise LabelListError(
                 f"{self.label_file}: {len(self.lines)} of the {self.checked} boxes checked so far extend past "
                 f"their image ({line_numbers_text(self.lines)}); are the boxes x y w h instead of x1 y1 x2 y2?")

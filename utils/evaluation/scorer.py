@@ -26,7 +26,8 @@ at any threshold, so a miss in every metric.  This is wsolevaluation's rule for 
 infinities too.  Such CAMs are never silent: their number is printed under the table
 and written to the JSON (``metrics.nonfinite_cams``, and the first file names in
 ``metrics.nonfinite_cam_files``).  Boxes extending past their CAM (``x1 < 0``, ``y1 < 0``,
-``x2 > width``, ``y2 > height``) are counted likewise (``metrics.boxes_outside_cam``);
+``x2 > width``, ``y2 > height``) are counted likewise (``metrics.boxes_outside_cam``) but
+never refused: boxes in a crop's frame legitimately extend past it (``--save_cams``);
 suspicious boxes of the list (``x2 <= x1``, negative coordinates) are reported when it is
 read, and a list where most boxes are wrong is refused (``utils.data.labels``).
 """
@@ -122,7 +123,7 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
         raise EvaluationInputError(f"{os.path.join(cam_dir, missing[0])}: missing CAM for "
                                    f"{expected[missing[0]]!r} ({len(missing)} missing)")
     evaluator = WSOLEvaluator(cam_threshold=cam_threshold, multi_contour=multi_contour)
-    outside = OutOfImageBoxes(label_file, sum(len(entry.boxes) for entry in box_list.values()))
+    outside = OutOfImageBoxes(label_file, sum(len(entry.boxes) for entry in box_list.values()), refuse=False)
     nonfinite, masks_resized = [], 0
     for file_name, name in expected.items():
         entry = box_list[name]
