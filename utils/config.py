@@ -33,7 +33,7 @@ DEFAULT_CAM_THRESHOLD = 0.2
 MODEL_FLAGS = ("arch_name", "method_name", "gating_position", "ose_heads", "number_of_class", "final_size",
                "width_multiplier", "aae_threshold", "mae_mask", "adl_threshold", "adl_keep_prob", "use_bn")
 # Where the data is, and how the run fuses its heads: taken from config.json unless given.
-DATA_FLAGS = ("dataset_name", "data_dir", "label_dir", "cam_fusion")
+RUN_DEFAULT_FLAGS = ("dataset_name", "data_dir", "label_dir", "cam_fusion")
 RUN_CONFIG = "config.json"
 
 
@@ -393,7 +393,7 @@ def _shown(value):
 
 
 def inherit_run_config(args, explicit, path):
-    """Take the model flags (and, unless given, the data flags) from a run's config.json.
+    """Take the model flags (and, unless given, the data flags and --cam_fusion) from a run's config.json.
 
     A model flag typed on the command line that contradicts the run is a ConfigError naming both values."""
     try:
@@ -409,7 +409,7 @@ def inherit_run_config(args, explicit, path):
             raise ConfigError(f"--{name} {_shown(_flag_value(name, getattr(args, name)))} contradicts the run's "
                               f"{path} ({name} = {_shown(stored)}); drop the flag, or use another --log_dir")
         setattr(args, name, stored)
-    for name in DATA_FLAGS:
+    for name in RUN_DEFAULT_FLAGS:
         if name not in explicit and name in record:
             setattr(args, name, record[name])
 
