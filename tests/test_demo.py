@@ -52,13 +52,14 @@ def test_reduced_demo_writes_table_and_files(tmp_path, arch):
 def test_recipe_fills_only_unset_options():
     from utils.demo import RECIPES, apply_recipe, build_parser
     default = apply_recipe(build_parser().parse_args([]))
-    assert default.arch == "resnet" and default.epochs == 10 and default.variant == "calibrated"
+    assert default.arch == "resnet" and default.epochs == 4 and default.variant == "calibrated"
+    assert default.lr_decay_epochs == [3] and default.base_lr == 0.01
     vgg = apply_recipe(build_parser().parse_args(["--arch", "vgg_gap"]))
     assert vgg.arch == "vgg_gap" and vgg.clip_gradients == RECIPES["vgg_gap"]["clip_gradients"] > 0
     assert vgg.lr_decay_epochs == RECIPES["vgg_gap"]["lr_decay_epochs"]
     resnet = apply_recipe(build_parser().parse_args(["--arch", "resnet", "--epochs", "3", "--clip_gradients", "0"]))
     assert (resnet.epochs, resnet.clip_gradients, resnet.base_lr) == (3, 0.0, RECIPES["resnet"]["base_lr"])
-    assert resnet.lr_decay_epochs is None
+    assert resnet.lr_decay_epochs == RECIPES["resnet"]["lr_decay_epochs"]
     help_text = " ".join(build_parser().format_help().split())
     assert f"resnet {RECIPES['resnet']['epochs']}, vgg_gap {RECIPES['vgg_gap']['epochs']}" in help_text
     assert "(default: None)" not in help_text

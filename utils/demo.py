@@ -26,17 +26,10 @@ from utils.data.transforms import eval_boxes
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.results import latest_result_dir
 from utils.evaluation.visualization import comparison_grid, comparison_row
+from utils.recipes import RECIPES, recipe_defaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("CAM", "E2Net")
-# Per-backbone training recipe of the demo (from scratch: no model-zoo weights on a fresh
-# machine).  Plain VGG16-GAP needs gradient clipping and a long stretch at the base lr to
-# leave chance level; ResNet50-SE (BatchNorm) learns with the released recipe as is, and
-# gives the same numbers after 10 epochs as after 20.
-RECIPES = {
-    "resnet": {"epochs": 10, "base_lr": 0.01, "clip_gradients": 0.0, "lr_decay_epochs": None},
-    "vgg_gap": {"epochs": 30, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [24]},
-}
 IOU_LEVELS = (30, 50, 70)
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc (τ 0.2)"),
            ("gt_known_best", "GT-known Loc (best τ)"), ("maxboxacc_v2", "MaxBoxAccV2"),
@@ -51,7 +44,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _recipe_defaults(key):
-    return "default: " + ", ".join(f"{arch} {recipe[key]}" for arch, recipe in RECIPES.items())
+    return "default: " + recipe_defaults(key)
 
 
 def build_parser():
@@ -65,8 +58,7 @@ def build_parser():
     p.add_argument("--clip_gradients", type=float, default=None,
                    help=f"global gradient-norm clip, 0 = off ({_recipe_defaults('clip_gradients')})")
     p.add_argument("--lr_decay_epochs", type=int, nargs="+", default=None,
-                   help=f"lr x0.1 at these epochs ({_recipe_defaults('lr_decay_epochs')}; "
-                        "None = train.py's release schedule, scaled to the run)")
+                   help=f"lr x0.1 at these epochs ({_recipe_defaults('lr_decay_epochs')})")
     p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--num_train", type=int, default=2000)
     p.add_argument("--num_val", type=int, default=500)

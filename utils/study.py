@@ -33,6 +33,7 @@ from tabulate import tabulate
 
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
+from utils.recipes import RECIPES, recipe_defaults
 from utils.training.launch import REPO, train_and_evaluate
 
 FIVE_HEADS = ("3x3", "1x3", "3x1", "diag", "antidiag")
@@ -61,12 +62,7 @@ METHODS = {
 }
 OSE_METHODS = ("OSE", "E2Net")      # ResNet50-SE: BN in the OSE convolutions (--use_bn 1), as released
 
-# The demo's per-backbone training recipes (utils/demo.py RECIPES; from scratch), at ~10
-# epochs for ResNet50-SE, and the demo's data and input sizes.
-RECIPES = {
-    "resnet": {"epochs": 10, "base_lr": 0.01, "clip_gradients": 0.0, "lr_decay_epochs": None},
-    "vgg_gap": {"epochs": 30, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [24]},
-}
+# The training recipes are the demo's (utils/recipes.py), as are the data and input sizes.
 DEFAULTS = {"out": os.path.join(REPO, "train_log", "study"), "methods": list(METHODS), "seeds": [0, 1, 2],
             "arch": "resnet", "size": 96, "width": 0.25, "batch": 32, "steps_per_epoch": None,
             "num_classes": 10, "num_train": 2000, "num_val": 500, "image_size": 128, "data_seed": 0,
@@ -113,11 +109,11 @@ def build_parser():
         f"{name} = {method.description}" for name, method in METHODS.items()))
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2)")
     p.add_argument("--arch", choices=tuple(RECIPES), help="backbone (default resnet = ResNet50-SE)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: resnet 10, vgg_gap 30)")
-    p.add_argument("--base_lr", type=float, help="base learning rate (default 0.01)")
-    p.add_argument("--clip_gradients", type=float, help="global gradient-norm clip, 0 = off (default: resnet 0, vgg_gap 5)")
+    p.add_argument("--epochs", type=int, help=f"epochs per run (default: {recipe_defaults('epochs')})")
+    p.add_argument("--base_lr", type=float, help=f"base learning rate (default: {recipe_defaults('base_lr')})")
+    p.add_argument("--clip_gradients", type=float, help=f"global gradient-norm clip, 0 = off (default: {recipe_defaults('clip_gradients')})")
     p.add_argument("--lr_decay_epochs", type=int, nargs="+",
-                   help="lr x0.1 at these epochs (default: resnet the release's schedule scaled to the run, vgg_gap 24)")
+                   help=f"lr x0.1 at these epochs (default: {recipe_defaults('lr_decay_epochs')})")
     p.add_argument("--size", type=int, help="network input size (default 96)")
     p.add_argument("--width", type=float, help="channel width multiplier (default 0.25)")
     p.add_argument("--batch", type=int, help="batch size (default 32)")
