@@ -119,7 +119,7 @@ SETTINGS = {
 }
 DEFAULT_RUN = [(setting, arch, method) for setting in ("full224", "demo96")
                for arch in ARCHS for method in METHODS]
-QUICK_RUN = [("quick", "vgg_gap", "E2Net"), ("quick", "resnet", "CAM")]
+QUICK_RUN = [("quick", "vgg_gap", "E2Net")]
 CHILD_TIMEOUT_S = 1800
 REFILL_WAIT_S = 2.0         # longest wait for the input queue to refill before a bare window
 
@@ -489,7 +489,7 @@ def print_table(records, ceiling, per_core_ceiling):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny run for the tests: 32 px, width 0.125, batch 4, 3 timed steps, 2 configurations")
+                        help="tiny run for the tests: 32 px, width 0.125, batch 4, 3 timed steps, VGG16-GAP E2Net only")
     parser.add_argument("--gpus", type=int, default=None,
                         help="towers (default: 1 when a GPU is visible, else 0 = one CPU tower)")
     parser.add_argument("--data_format", default=None, choices=("NHWC", "NCHW"),

@@ -32,3 +32,15 @@ def build_model_graph(spec, is_training):
 @pytest.fixture
 def model_graph():
     return build_model_graph
+
+
+def file_duration(item):
+    """The ``duration`` mark of an item's file (``pytestmark = pytest.mark.duration(s)``), else 0."""
+    marker = item.get_closest_marker("duration")
+    return marker.args[0] if marker else 0
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest files first (stable otherwise): pytest-xdist (``--dist loadfile``) hands out
+    whole files in this order, so a long file never starts last while the other process idles."""
+    items.sort(key=file_duration, reverse=True)

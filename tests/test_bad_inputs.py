@@ -25,6 +25,8 @@ from utils.data.labels import LabelListError
 from utils.evaluation import paper_table, scorer
 from utils.training import loop
 
+pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
+
 SIZE = 40   # tiny images: every case is about input handling, not learning
 BASE = ["--dataset_name", "MYSET", "--data_dir", "{data}", "--number_of_class", "2", "--arch_name", "vgg_gap",
         "--method_name", "CAM", "--final_size", "32", "--width_multiplier", "0.125", "--batch", "4",

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.duration(20)  # seconds, for the scheduler (conftest.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_KEYS = ("matmul_gflops_ceiling", "machine", "configs")
 MACHINE_KEYS = ("cpu_count", "platform")

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.duration(100)  # seconds, for the scheduler (conftest.py)
+
 
 @pytest.mark.parametrize("arch", ["vgg_gap", "resnet"])
 def test_reduced_demo_writes_table_and_files(tmp_path, arch):

@@ -22,6 +22,8 @@ from utils.config import ConfigError, parse_args
 from utils.training.distributed import load_cluster_spec
 from utils.data.synthetic import generate_synthetic
 
+pytestmark = pytest.mark.duration(65)  # seconds, for the scheduler (conftest.py)
+
 CLUSTER = {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223", "127.0.0.1:2224"]}
 BASE_ARGS = ["--dataset_name", "SYNTH", "--number_of_class", "4"]
 

@@ -15,6 +15,8 @@ from conftest import REPO
 from test_training import train_command
 from utils.data.synthetic import ensure_synthetic
 
+pytestmark = pytest.mark.duration(55)  # seconds, for the scheduler (conftest.py)
+
 TINY = dict(num_classes=4, num_train=64, num_val=16, size=64, seed=5)
 EPOCHS, STEPS = 3, 2   # checkpoints model-2, model-4, model-6
 

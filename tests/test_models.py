@@ -6,6 +6,8 @@ from conftest import build_model_graph
 from models.spec import ModelSpec
 from utils.compat import tf
 
+pytestmark = pytest.mark.duration(150)  # seconds, for the scheduler (conftest.py)
+
 RELEASED_HEADS = ("3x3", "1x3", "3x1")
 
 
@@ -147,10 +149,11 @@ def test_nhwc_and_nchw_give_the_same_logits(arch, positions):
 
 
 @pytest.mark.parametrize("arch", ["vgg_gap", "resnet"])
-@pytest.mark.parametrize("method", ["CAM", "ADL", "E2Net"])
-def test_one_training_step_at_224_is_finite(arch, method):
+@pytest.mark.parametrize("method, size", [("CAM", 112), ("ADL", 112), ("E2Net", 224)])
+def test_one_full_width_training_step_is_finite(arch, method, size):
+    """Full width, 200 classes; E2Net (the largest graph) at the published 224 px, CAM and ADL at 112."""
     positions = {"vgg_gap": ("3", "4", "53"), "resnet": ("31", "41", "5")}[arch]
-    spec = ModelSpec(arch=arch, method=method, num_classes=200,
+    spec = ModelSpec(arch=arch, method=method, num_classes=200, image_size=size,
                      positions=positions if method != "CAM" else (),
                      ose_heads=RELEASED_HEADS if method == "E2Net" else ("3x3",),
                      use_bn=arch == "resnet" and method == "E2Net")
@@ -159,7 +162,7 @@ def test_one_training_step_at_224_is_finite(arch, method):
         train_op = model.optimizer().minimize(cost)
         sess = init_session(graph)
     rng = np.random.RandomState(1)
-    feed = {inputs[0]: rng.randint(0, 256, (2, 224, 224, 3)).astype(np.uint8),
+    feed = {inputs[0]: rng.randint(0, 256, (2, size, size, 3)).astype(np.uint8),
             inputs[1]: np.array([3, 150], np.int32),
             inputs[2]: np.zeros((2, 2, 2), np.float32)}
     loss_before, _ = sess.run([cost, train_op], feed)

@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import REPO
 from utils.data.synthetic import generate_synthetic
 
+pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
+
 STEPS, EPOCHS = 2, 2
 TIMEOUT_S = 180
 

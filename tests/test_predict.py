@@ -15,6 +15,8 @@ from utils.data.synthetic import ensure_synthetic
 from utils.evaluation.cam import FUSION_RULES, fuse_heads
 from utils.evaluation.localization import normalize_cam, reference_box, resize_cam
 
+pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
+
 SIZE = 48
 TAU = 0.6     # high enough that the boxes of a barely trained model are smaller than the image
 

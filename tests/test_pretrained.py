@@ -9,6 +9,8 @@ from models.spec import ModelSpec
 from utils.compat import tf
 from utils.training.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError, model_zoo_url
 
+pytestmark = pytest.mark.duration(75)  # seconds, for the scheduler (conftest.py)
+
 SPEC = ModelSpec(arch="resnet", method="E2Net", num_classes=5, positions=("31", "41", "5"),
                  ose_heads=("3x3", "1x3", "3x1"), use_bn=True, image_size=32, width_multiplier=0.125)
 

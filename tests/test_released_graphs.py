@@ -9,6 +9,8 @@ from conftest import build_model_graph
 from models.spec import ModelSpec
 from utils.compat import tf
 
+pytestmark = pytest.mark.duration(20)  # seconds, for the scheduler (conftest.py)
+
 RELEASED = {
     "released_variables_vgg_gap_E2Net_200.txt":
         ModelSpec(arch="vgg_gap", method="E2Net", num_classes=200, positions=("3", "4", "53"),

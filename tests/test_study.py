@@ -12,6 +12,8 @@ from utils.study import (METHODS, RECIPES, StudyError, aggregate, build_parser, 
                          main, resolve, run_options, run_values, study_tables)
 from utils.training.launch import RunError, check_same_experiment, finished_metrics, train_command
 
+pytestmark = pytest.mark.duration(45)  # seconds, for the scheduler (conftest.py)
+
 
 def fake_metrics(top1, best, v2, ious, pxap=None, body=None, background=None):
     """A metrics dict shaped like WSOLEvaluator.compute() (+ PxAP and part analysis when given)."""

@@ -14,6 +14,8 @@ import pytest
 from conftest import REPO
 from utils.data.synthetic import ensure_synthetic
 
+pytestmark = pytest.mark.duration(90)  # seconds, for the scheduler (conftest.py)
+
 TINY = dict(num_classes=4, num_train=128, num_val=32, size=64, seed=3)
 
 
