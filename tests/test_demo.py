@@ -54,8 +54,8 @@ def test_reduced_demo_writes_table_and_files(tmp_path, arch):
 def test_recipe_fills_only_unset_options():
     from utils.demo import RECIPES, apply_recipe, build_parser
     default = apply_recipe(build_parser().parse_args([]))
-    assert default.arch == "resnet" and default.epochs == 4 and default.variant == "calibrated"
-    assert default.lr_decay_epochs == [3] and default.base_lr == 0.01
+    assert default.arch == "resnet" and default.epochs == 3 and default.variant == "calibrated"
+    assert default.lr_decay_epochs == [2] and default.base_lr == 0.01
     vgg = apply_recipe(build_parser().parse_args(["--arch", "vgg_gap"]))
     assert vgg.arch == "vgg_gap" and vgg.clip_gradients == RECIPES["vgg_gap"]["clip_gradients"] > 0
     assert vgg.lr_decay_epochs == RECIPES["vgg_gap"]["lr_decay_epochs"]
