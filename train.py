@@ -20,7 +20,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by 
 
 def class_list_size(args):
     """Number of class names of a data set whose class count has no preset."""
-    from utils.data.dataflow import dataset_paths
+    from utils.data.paths import dataset_paths
     from utils.data.labels import read_class_names
     label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     names = os.path.join(os.path.dirname(label_file), "words.txt")

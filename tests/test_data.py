@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from utils.data.dataflow import DataError, dataset_paths, get_eval_dataflow, get_train_dataflow
+from utils.data.dataflow import DataError, get_eval_dataflow, get_train_dataflow
+from utils.data.paths import dataset_paths
 from utils.data.labels import LabelEntry, write_label_list
 from utils.data.transforms import centre_crop_offset, eval_boxes, flip_boxes, transform_boxes_resize_crop
 
@@ -86,7 +87,7 @@ def test_centre_crop_and_eval_boxes():
 # ----------------------------------------------------------------------------- paths
 
 def test_dataset_path_conventions(tmp_path):
-    from utils.data.dataflow import DEFAULT_LABEL_DIR
+    from utils.data.paths import DEFAULT_LABEL_DIR
     data = str(tmp_path)
     assert dataset_paths("CUB", data, split="train") == (
         os.path.join(DEFAULT_LABEL_DIR, "CUB", "train.txt"), os.path.join(data, "CUB", "images"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from utils.data.dataflow import dataset_paths
+from utils.data.paths import dataset_paths
 from utils.data.labels import read_label_list
 from utils.data.metadata import MetadataError, main, read_entries, read_metadata
 

@@ -10,7 +10,6 @@ comparison table and writes ``<out>/results.json``, ``<out>/results.md`` and
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -19,16 +18,16 @@ import numpy as np
 from tabulate import tabulate
 
 from utils.boxes import box_iou
-from utils.data.dataflow import dataset_paths
 from utils.data.labels import read_class_names, read_label_list
+from utils.data.paths import dataset_paths
 from utils.data.synthetic import DEFAULT_VARIANT, PART_HEAD, VARIANTS, ensure_synthetic, mask_box, mask_path
 from utils.data.transforms import eval_boxes
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.results import latest_result_dir
 from utils.evaluation.visualization import comparison_grid, comparison_row
-from utils.recipes import RECIPES, recipe_defaults
+from utils.recipes import RECIPES, backbone_options, recipe_defaults
+from utils.training.launch import REPO, run_logged, train_command
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("CAM", "E2Net")
 IOU_LEVELS = (30, 50, 70)
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc (τ 0.2)"),
@@ -84,34 +83,29 @@ def apply_recipe(args):
     return args
 
 
+def train_options(args, method):
+    """The train.py options of one method's run."""
+    return dict({"dataset_name": "SYNTH", "data_dir": args.data_dir, "arch_name": args.arch, "method_name": method,
+                 "final_size": args.size, "width_multiplier": args.width, "batch_size": args.batch,
+                 "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch or max(1, args.num_train // args.batch),
+                 "base_lr": args.base_lr, "clip_gradients": args.clip_gradients,
+                 "lr_decay_epochs": args.lr_decay_epochs or None, "seed": args.seed,
+                 "number_of_examples": args.examples, "workers": args.workers},
+                **backbone_options(args.arch, method))
+
+
 def run_train(args, method, timing):
     """Train (or resume) and evaluate one method with train.py; returns its metrics and
     records the seconds of each stage in ``timing``."""
     log_dir = os.path.join(args.out, method)
-    cmd = [sys.executable, os.path.join(REPO, "train.py"), "--dataset_name", "SYNTH",
-           "--data_dir", args.data_dir, "--arch_name", args.arch, "--method_name", method,
-           "--final_size", str(args.size), "--width_multiplier", str(args.width),
-           "--batch", str(args.batch), "--epoch", str(args.epochs), "--base_lr", str(args.base_lr),
-           "--clip_gradients", str(args.clip_gradients),
-           "--seed", str(args.seed), "--log_dir", log_dir, "--number_of_examples", str(args.examples)]
-    if args.steps_per_epoch:
-        cmd += ["--steps_per_epoch", str(args.steps_per_epoch)]
-    else:
-        cmd += ["--steps_per_epoch", str(max(1, args.num_train // args.batch))]
-    if args.workers is not None:
-        cmd += ["--workers", str(args.workers)]
-    if args.lr_decay_epochs:
-        cmd += ["--lr_decay_epochs"] + [str(e) for e in args.lr_decay_epochs]
-    if method == "E2Net" and args.arch == "resnet":
-        cmd += ["--use_bn", "1"]
     # train.py trains, then evaluates min-val-error-top1 (as released): one process, one start-up
     print(f"[demo] {method}: training, then evaluating ({log_dir})", flush=True)
     start = time.time()
-    with open(os.path.join(args.out, f"{method}.log"), "w") as log:
-        code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    timing[f"{method} train + evaluate"] = round(time.time() - start, 1)
-    if code != 0:
-        raise SystemExit(f"[demo] {method} failed (exit {code}); see {log.name}")
+    try:
+        run_logged(train_command(log_dir, train_options(args, method)), os.path.join(args.out, f"{method}.log"),
+                   f"[demo] {method}")
+    finally:
+        timing[f"{method} train + evaluate"] = round(time.time() - start, 1)
     with open(os.path.join(latest_result_dir(log_dir), "metrics.json")) as f:
         return json.load(f)["metrics"]
 

@@ -14,6 +14,14 @@ RECIPES = {
     "vgg_gap": {"epochs": 30, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [24]},
 }
 
+# ResNet50-SE: BN in the OSE convolutions (--use_bn 1), as in the released ResNet script.
+OSE_METHODS = ("OSE", "E2Net")
+
+
+def backbone_options(arch, method_name):
+    """train.py options a method needs on a backbone beyond the recipe ({"use_bn": 1} or {})."""
+    return {"use_bn": 1} if arch == "resnet" and method_name in OSE_METHODS else {}
+
 
 def recipe_defaults(key):
     """``"resnet 3, vgg_gap 30"``: one option's per-backbone defaults, for help texts."""

@@ -33,7 +33,7 @@ from tabulate import tabulate
 
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
-from utils.recipes import RECIPES, recipe_defaults
+from utils.recipes import RECIPES, backbone_options, recipe_defaults
 from utils.training.launch import REPO, train_and_evaluate
 
 FIVE_HEADS = ("3x3", "1x3", "3x1", "diag", "antidiag")
@@ -60,7 +60,6 @@ METHODS = {
     "E2Net-max": Method("E2Net, max MAE rule (--mae_mask max)", "E2Net", {"mae_mask": "max"}),
     "CAM-control": Method("CAM on the whole-object control variant", "CAM", control=True),
 }
-OSE_METHODS = ("OSE", "E2Net")      # ResNet50-SE: BN in the OSE convolutions (--use_bn 1), as released
 
 # The training recipes are the demo's (utils/recipes.py), as are the data and input sizes.
 DEFAULTS = {"out": os.path.join(REPO, "train_log", "study"), "methods": list(METHODS), "seeds": [0, 1, 2],
@@ -188,8 +187,7 @@ def run_options(args, method, seed, data_root):
                "batch_size": args.batch, "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                "base_lr": args.base_lr, "clip_gradients": args.clip_gradients,
                "lr_decay_epochs": args.lr_decay_epochs, "seed": seed}
-    if spec.method_name in OSE_METHODS and args.arch == "resnet":
-        options["use_bn"] = 1
+    options.update(backbone_options(args.arch, spec.method_name))
     options.update(spec.options)
     return options
 

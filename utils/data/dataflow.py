@@ -1,26 +1,6 @@
 """tensorpack dataflows from a label list to batched graph inputs.
 
-Data-root conventions (``dataset_paths``)
------------------------------------------
-A data set is a label list (format: ``utils/data/labels.py``) plus an *image root*: the
-directory the list's relative paths start from.
-
-==========  ==================================  =======================================
-data set    image root                          label list (``label_dir`` default)
-==========  ==================================  =======================================
-CUB         ``<data_dir>/CUB/images``           ``<repo>/labels/CUB/<split>.txt``
-ILSVRC      ``<data_dir>/ILSVRC``               ``<repo>/labels/ILSVRC/<split>.txt``
-            (paths ``train/<wnid>/x.JPEG``,
-            ``val/x.JPEG``)
-SYNTH       ``<data_dir>/SYNTH/images``         ``<data_dir>/SYNTH/<split>.txt``
-any other   ``<data_dir>/<NAME>/images``        ``<data_dir>/<NAME>/<split>.txt``
-==========  ==================================  =======================================
-
-An explicit ``label_dir`` replaces the default: lists are then read from
-``<label_dir>/<NAME>/<split>.txt``, or, when that file does not exist and
-``label_dir`` is a wsolevaluation metadata folder, from its split folder
-``<label_dir>/<NAME>/<train|test|val>/`` (``utils/data/metadata.py``: the evaluated
-``val`` list is wsolevaluation's ``test``, ``train_fullsup`` its ``val``).
+Where a data set's list and images are: ``utils/data/paths.py``.
 
 Augmentation and boxes
 ----------------------
@@ -78,21 +58,14 @@ from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNG
 from tensorpack.utils.utils import get_rng  # noqa: E402
 
 from utils.data.labels import OutOfImageBoxes  # noqa: E402
-from utils.data.metadata import is_metadata_split, metadata_split_dir, read_entries  # noqa: E402
+from utils.data.metadata import is_metadata_split, read_entries  # noqa: E402
+from utils.data.paths import prepare_hint  # noqa: E402
 from utils.errors import UserError
 from utils.data.transforms import (RESIZE_MARGIN, decode_image, eval_boxes, is_bad_image_marker,  # noqa: E402
                               map_eval_image, map_train_image)
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_LABEL_DIR = os.path.join(REPO_ROOT, "labels")
-REPO_LABEL_SETS = ("CUB", "ILSVRC")  # data sets whose lists ship in <repo>/labels
-PREPARE_COMMANDS = {
-    "CUB": "dataset/prepare_cub.sh",
-    "ILSVRC": "dataset/prepare_imagenet.sh",
-    "SYNTH": "python -m utils.data.synthetic --out {root}",
-}
 ON_BAD_IMAGE_CHOICES = ("skip", "error")
 POOL_BUFFER_SIZE = 64  # datapoints in flight in a decoding pool
 POOL_CHUNK_SIZE = 8  # datapoints per pool task
@@ -101,33 +74,6 @@ MEMORY_CACHE_BYTES = 512 * 2 ** 20  # cache_images='auto': decoded lists up to t
 
 class DataError(UserError, RuntimeError):
     """Input data that is missing or unusable (one line: the path and what to do)."""
-
-
-# ----------------------------------------------------------------------------- paths
-
-def dataset_paths(dataset_name, data_dir, label_dir=None, *, split):
-    """``(label_file, image_root)`` of a data set split; see the module docstring."""
-    if dataset_name == "ILSVRC":
-        image_root = os.path.join(data_dir, "ILSVRC")
-    else:
-        image_root = os.path.join(data_dir, dataset_name, "images")
-    if label_dir is None:
-        label_dir = DEFAULT_LABEL_DIR if dataset_name in REPO_LABEL_SETS else data_dir
-    label_file = os.path.join(label_dir, dataset_name, f"{split}.txt")
-    if not os.path.isfile(label_file):   # a wsolevaluation metadata folder (utils/data/metadata.py)?
-        label_file = metadata_split_dir(label_dir, dataset_name, split) or label_file
-    return label_file, image_root
-
-
-def prepare_hint(path):
-    """The command that prepares the data set a path belongs to (found by a path
-    component named like a known data set), or a generic hint."""
-    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
-    for position in range(len(parts) - 1, -1, -1):
-        command = PREPARE_COMMANDS.get(parts[position])
-        if command is not None:
-            return command.format(root=os.sep.join(parts[:position + 1]))
-    return "the data set's preparation step (see README)"
 
 
 def load_entries(label_file, image_root, num_classes=None):

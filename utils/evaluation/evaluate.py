@@ -27,7 +27,8 @@ from models.wsol_model import WSOLModel
 from utils.evaluation.cam import fuse_heads, fusion_rule
 from utils.compat import tf
 from utils.config import config_dict, model_spec
-from utils.data.dataflow import dataset_paths, get_eval_dataflow
+from utils.data.dataflow import get_eval_dataflow
+from utils.data.paths import dataset_paths
 from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
 from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels, part_mask_dir

@@ -60,7 +60,7 @@ def class_names_of(args):
     """Class names of a run: its own ``words.txt``, else the one beside its train list,
     else ``None``.  A model with more outputs than names (ResNet50-SE on CUB has 1000, as
     released) names the extra classes by their index, with a warning."""
-    from utils.data.dataflow import dataset_paths
+    from utils.data.paths import dataset_paths
     label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     for path in (os.path.join(args.log_dir, CLASS_NAMES_FILE), os.path.join(os.path.dirname(label_file),
                                                                             CLASS_NAMES_FILE)):

@@ -24,7 +24,8 @@ from utils.training import trainers
 from utils.compat import tf
 from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
-from utils.data.dataflow import dataset_paths, get_eval_dataflow, get_train_dataflow
+from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
+from utils.data.paths import dataset_paths
 from utils.training.pretrained import MODEL_ZOO_FILES, CheckpointInit, NpzInit, model_zoo_url
 from utils.training.checkpoints import VerifiedMinSaver, VerifiedModelSaver, newest_restorable_checkpoint
 from utils.training.run_lock import RunLock

@@ -1,0 +1,62 @@
+"""Where a data set's label list and images are (no TensorFlow: the demo and the scorer
+use it in light processes).
+
+Data-root conventions (``dataset_paths``)
+-----------------------------------------
+A data set is a label list (format: ``utils/data/labels.py``) plus an *image root*: the
+directory the list's relative paths start from.
+
+==========  ==================================  =======================================
+data set    image root                          label list (``label_dir`` default)
+==========  ==================================  =======================================
+CUB         ``<data_dir>/CUB/images``           ``<repo>/labels/CUB/<split>.txt``
+ILSVRC      ``<data_dir>/ILSVRC``               ``<repo>/labels/ILSVRC/<split>.txt``
+            (paths ``train/<wnid>/x.JPEG``,
+            ``val/x.JPEG``)
+SYNTH       ``<data_dir>/SYNTH/images``         ``<data_dir>/SYNTH/<split>.txt``
+any other   ``<data_dir>/<NAME>/images``        ``<data_dir>/<NAME>/<split>.txt``
+==========  ==================================  =======================================
+
+An explicit ``label_dir`` replaces the default: lists are then read from
+``<label_dir>/<NAME>/<split>.txt``, or, when that file does not exist and
+``label_dir`` is a wsolevaluation metadata folder, from its split folder
+``<label_dir>/<NAME>/<train|test|val>/`` (``utils/data/metadata.py``: the evaluated
+``val`` list is wsolevaluation's ``test``, ``train_fullsup`` its ``val``).
+"""
+import os
+
+from utils.data.metadata import metadata_split_dir
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_LABEL_DIR = os.path.join(REPO_ROOT, "labels")
+REPO_LABEL_SETS = ("CUB", "ILSVRC")  # data sets whose lists ship in <repo>/labels
+PREPARE_COMMANDS = {
+    "CUB": "dataset/prepare_cub.sh",
+    "ILSVRC": "dataset/prepare_imagenet.sh",
+    "SYNTH": "python -m utils.data.synthetic --out {root}",
+}
+
+
+def dataset_paths(dataset_name, data_dir, label_dir=None, *, split):
+    """``(label_file, image_root)`` of a data set split; see the module docstring."""
+    if dataset_name == "ILSVRC":
+        image_root = os.path.join(data_dir, "ILSVRC")
+    else:
+        image_root = os.path.join(data_dir, dataset_name, "images")
+    if label_dir is None:
+        label_dir = DEFAULT_LABEL_DIR if dataset_name in REPO_LABEL_SETS else data_dir
+    label_file = os.path.join(label_dir, dataset_name, f"{split}.txt")
+    if not os.path.isfile(label_file):   # a wsolevaluation metadata folder (utils/data/metadata.py)?
+        label_file = metadata_split_dir(label_dir, dataset_name, split) or label_file
+    return label_file, image_root
+
+
+def prepare_hint(path):
+    """The command that prepares the data set a path belongs to (found by a path
+    component named like a known data set), or a generic hint."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    for position in range(len(parts) - 1, -1, -1):
+        command = PREPARE_COMMANDS.get(parts[position])
+        if command is not None:
+            return command.format(root=os.sep.join(parts[:position + 1]))
+    return "the data set's preparation step (see README)"
