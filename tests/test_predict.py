@@ -155,15 +155,30 @@ def test_predict_bad_class_is_one_line(trained, images, tmp_path, capsys):
         f"predict.py: error: none of the 2 images could be read (see {tmp_path}/skipped.tsv)"
 
 
+def write_metrics(path, metrics, when):
+    os.makedirs(path.parent, exist_ok=True)
+    path.write_text(json.dumps({"config": {}, "metrics": metrics}))
+    os.utime(path, (when, when))
+
+
 def test_default_threshold_is_the_newest_evaluation(tmp_path):
     from utils.evaluation.predict import evaluated_threshold
     assert evaluated_threshold(str(tmp_path)) is None
     for folder, tau, when in (("result", 0.3, 100), ("result/min-val-error-top1", 0.45, 200)):
-        os.makedirs(tmp_path / folder)
-        path = tmp_path / folder / "metrics.json"
-        path.write_text(json.dumps({"config": {}, "metrics": {"cam_threshold": tau}}))
-        os.utime(path, (when, when))
+        write_metrics(tmp_path / folder / "metrics.json", {"cam_threshold": tau}, when)
     assert evaluated_threshold(str(tmp_path)) == (0.45, str(tmp_path / "result/min-val-error-top1/metrics.json"))
+
+
+def test_default_threshold_prefers_a_held_out_tau_to_a_newer_fixed_one(tmp_path):
+    from utils.evaluation.predict import PredictError, evaluated_threshold
+    held = tmp_path / "result" / "001-min-val-error-top1" / "metrics.json"
+    write_metrics(held, {"cam_threshold": 0.2, "held_out_tau": {"chosen_on": "train_fullsup",
+                                                                "reference": {"tau": 0.37}}}, 100)
+    write_metrics(tmp_path / "result" / "002-min-val-error-top1" / "metrics.json", {"cam_threshold": 0.2}, 200)
+    assert evaluated_threshold(str(tmp_path)) == (0.37, f"{held} (τ chosen on train_fullsup)")
+    (tmp_path / "result" / "002-min-val-error-top1" / "metrics.json").write_text("{")
+    with pytest.raises(PredictError, match="002-min-val-error-top1/metrics.json: cannot read the evaluated τ"):
+        evaluated_threshold(str(tmp_path))
 
 
 @pytest.mark.parametrize("rule", FUSION_RULES)

@@ -76,15 +76,22 @@ def class_names_of(args):
 
 
 def evaluated_threshold(log_dir):
-    """``(tau, metrics.json path)`` of the run's newest evaluation, or ``None``."""
-    paths = glob.glob(os.path.join(log_dir, "result", "**", METRICS_FILE), recursive=True)
-    if not paths:
-        return None
-    newest = max(paths, key=os.path.getmtime)
-    try:
-        return float(read_metrics(newest)["metrics"]["cam_threshold"]), newest
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PredictError(f"{newest}: cannot read the evaluated cam_threshold ({error})") from None
+    """``(tau, source)`` of the run's evaluations, or ``None`` without any: the τ chosen on a
+    held-out list (``--tau_split``) by the newest evaluation that has one, else the newest
+    evaluation's ``cam_threshold``; ``source`` names the metrics file (and the held-out list)."""
+    paths = sorted(glob.glob(os.path.join(log_dir, "result", "**", METRICS_FILE), recursive=True),
+                   key=os.path.getmtime, reverse=True)
+    newest = None
+    for path in paths:
+        try:
+            metrics = read_metrics(path)["metrics"]
+            held_out = metrics.get("held_out_tau")
+            if held_out:
+                return float(held_out["reference"]["tau"]), f"{path} (τ chosen on {held_out['chosen_on']})"
+            newest = newest or (float(metrics["cam_threshold"]), path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise PredictError(f"{path}: cannot read the evaluated τ ({error})") from None
+    return newest
 
 
 class RunPredictor:
@@ -305,7 +312,7 @@ def build_parser():
     p.add_argument("--class", dest="cam_class", default=None,
                    help="CAM and box of this class (index or name) instead of the top-1 class")
     p.add_argument("--cam_threshold", type=float, default=None,
-                   help="box threshold tau (default: the run's newest evaluation's, else the released default)")
+                   help="box threshold tau (default: a held-out tau of the run's evaluations (--tau_split), else the newest evaluation's cam_threshold, else the released default)")
     p.add_argument("--view", choices=VIEWS, default="resize",
                    help="resize: the whole image to the input size; centre_crop: the WSOL evaluation view")
     p.add_argument("--batch_size", type=int, default=32)
