@@ -29,6 +29,15 @@ def build_model_graph(spec, is_training):
     return graph, model, inputs, cost
 
 
+@pytest.fixture(scope="module")
+def data_dir(request, tmp_path_factory):
+    """A SYNTH set generated once per module, with the module's ``TINY`` generator parameters."""
+    from utils.data.synthetic import ensure_synthetic
+    root = tmp_path_factory.mktemp("data")
+    ensure_synthetic(str(root / "SYNTH"), workers=1, **request.module.TINY)
+    return root
+
+
 @pytest.fixture
 def model_graph():
     return build_model_graph

@@ -13,7 +13,6 @@ import pytest
 
 from conftest import REPO
 from test_training import train_command
-from utils.data.synthetic import ensure_synthetic
 
 pytestmark = pytest.mark.duration(55)  # seconds, for the scheduler (conftest.py)
 
@@ -27,13 +26,6 @@ def run_train(cmd, timeout=300):
 
 def no_traceback(result):
     return "Traceback" not in result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    ensure_synthetic(str(root / "SYNTH"), workers=1, **TINY)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from utils.data.synthetic import ensure_synthetic
 
 pytestmark = pytest.mark.duration(90)  # seconds, for the scheduler (conftest.py)
 
@@ -31,13 +30,6 @@ def run(cmd, timeout=300):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    ensure_synthetic(str(root / "SYNTH"), workers=1, **TINY)
-    return root
 
 
 @pytest.fixture(scope="module")

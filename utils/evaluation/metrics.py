@@ -27,8 +27,6 @@ does not handle.  Such CAMs are counted: ``metrics["nonfinite_cams"]``.
 
 The standalone scorer of CAM files is ``utils.evaluation.scorer``.
 """
-import os
-
 import numpy as np
 
 from utils.boxes import box_iou
