@@ -1,5 +1,5 @@
-"""Where a data set's label list and images are (no TensorFlow: the demo and the scorer
-use it in light processes).
+"""Where a data set's label list and images are (no TensorFlow, so that light processes such
+as the demo's driver can use it).
 
 Data-root conventions (``dataset_paths``)
 -----------------------------------------
