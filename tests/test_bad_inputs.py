@@ -328,3 +328,14 @@ def test_demo_names_a_folder_it_cannot_write(tmp_path, flag):
     result = run_command(sys.executable, "-m", "utils.demo", *argv)
     assert result.returncode == 2
     assert f"cannot write {a_file}" in one_error_line(result.stderr, "run_demo.sh")
+
+
+def test_demo_names_a_failed_training_and_its_log(tmp_path):
+    """A train.py run that fails inside the demo: one line with train.py's own error and the log."""
+    result = run_command(sys.executable, "-m", "utils.demo", "--out", str(tmp_path / "demo"), "--data_dir",
+                         str(tmp_path / "data"), "--num_classes", "2", "--num_train", "4", "--num_val", "2",
+                         "--image_size", "32", "--size", "16", "--workers", "0")
+    assert result.returncode == 2
+    line = one_error_line(result.stderr, "run_demo.sh")
+    assert "[demo] CAM failed (exit 2)" in line and "final_size" in line
+    assert f"(log: {tmp_path / 'demo' / 'CAM.log'})" in line
