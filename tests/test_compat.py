@@ -1,8 +1,11 @@
 """The compat module: environment, graph mode and the tensorpack shims."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 
+from conftest import REPO
 from utils import compat
 from utils.compat import tf
 
@@ -37,3 +40,14 @@ def test_tensorpack_box_augmentation_runs_on_numpy2():
 
 def test_gpu_query_does_not_fail():
     assert compat.gpu_available() in (True, False)
+
+
+def test_tensorflow_objects_are_frozen_and_the_collector_left_as_found():
+    """compat freezes TensorFlow's import-time objects out of the cyclic collector (process
+    start-up and exit time) and restores the collector's on/off state."""
+    import gc
+    assert gc.isenabled() and gc.get_freeze_count() > 100_000   # this process: enabled before
+    code = "import gc; gc.disable(); import utils.compat; print(gc.isenabled(), gc.get_freeze_count() > 100000)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "True"]
