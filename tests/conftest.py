@@ -1,4 +1,5 @@
 """Shared fixtures: repository paths and small graph builders."""
+import functools
 import os
 
 import pytest
@@ -27,6 +28,14 @@ def build_model_graph(spec, is_training):
         with TowerContext("", is_training=is_training):
             cost = model.build_graph(*inputs)
     return graph, model, inputs, cost
+
+
+@functools.lru_cache(maxsize=None)
+def shared_model_graph(spec, is_training=True):
+    """The graph of ``build_model_graph``, built once per test process and spec, for tests that
+    only read it or open their own sessions on it (adding ops such as savers, never variables):
+    graph building is most of the time of the graph tests."""
+    return build_model_graph(spec, is_training)[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,10 @@ from conftest import REPO
 pytestmark = pytest.mark.duration(100)  # seconds, for the scheduler (conftest.py)
 
 
-@pytest.mark.parametrize("arch", ["vgg_gap", "resnet"])
-def test_reduced_demo_writes_table_and_files(tmp_path, arch):
+def test_reduced_demo_writes_table_and_files(tmp_path):
+    """The default backbone (ResNet50-SE) end to end; other backbones differ only in their
+    recipe, which the next test follows into the train.py options."""
+    arch = "resnet"
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "utils.demo", "--arch", arch, "--epochs", "1", "--num_classes", "4", "--num_train", "64",
            "--num_val", "16", "--image_size", "64", "--size", "32", "--width", "0.125", "--batch", "16",
@@ -65,3 +67,18 @@ def test_recipe_fills_only_unset_options():
     help_text = " ".join(build_parser().format_help().split())
     assert f"resnet {RECIPES['resnet']['epochs']}, vgg_gap {RECIPES['vgg_gap']['epochs']}" in help_text
     assert "(default: None)" not in help_text
+
+
+@pytest.mark.parametrize("arch", ["vgg_gap", "resnet"])
+def test_each_backbone_recipe_reaches_the_training_options(arch):
+    from utils.demo import RECIPES, apply_recipe, build_parser, train_options
+    args = apply_recipe(build_parser().parse_args(["--arch", arch]))
+    for method in ("CAM", "E2Net"):
+        options = train_options(args, method)
+        assert options["arch_name"] == arch and options["method_name"] == method
+        assert options["epoch"] == RECIPES[arch]["epochs"] and options["base_lr"] == RECIPES[arch]["base_lr"]
+        assert options["lr_decay_epochs"] == RECIPES[arch]["lr_decay_epochs"]
+        assert options["clip_gradients"] == RECIPES[arch]["clip_gradients"]
+    # BN in the OSE convolutions: E2Net on ResNet only (as released)
+    assert train_options(args, "E2Net").get("use_bn") == (1 if arch == "resnet" else None)
+    assert "use_bn" not in train_options(args, "CAM")

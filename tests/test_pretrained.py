@@ -4,28 +4,28 @@ import functools
 import numpy as np
 import pytest
 
-from conftest import build_model_graph
+from conftest import shared_model_graph as graph_of
 from models.spec import ModelSpec
 from utils.compat import tf
 from utils.training.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError, model_zoo_url
 
 pytestmark = pytest.mark.duration(75)  # seconds, for the scheduler (conftest.py)
 
+# ResNet50-SE E2Net as released (MAE at 31 41 5, the three OSE heads with BN), narrow and small
 SPEC = ModelSpec(arch="resnet", method="E2Net", num_classes=5, positions=("31", "41", "5"),
                  ose_heads=("3x3", "1x3", "3x1"), use_bn=True, image_size=32, width_multiplier=0.125)
 
 
-def backbone_arrays(spec, seed):
+def backbone_arrays(spec):
     """Model-zoo-named arrays of a freshly initialised graph, plus an unused 'linear/W'
-    (a fresh dict each call; the arrays are built once per spec and seed)."""
-    return dict(_backbone_arrays(spec, seed))
+    (a fresh dict each call; the arrays are drawn once per spec)."""
+    return dict(_backbone_arrays(spec))
 
 
 @functools.lru_cache(maxsize=None)
-def _backbone_arrays(spec, seed):
-    graph, *_ = build_model_graph(spec, is_training=True)
+def _backbone_arrays(spec):
+    graph = graph_of(spec)
     with graph.as_default(), tf.Session(graph=graph) as sess:
-        tf.set_random_seed(seed)
         sess.run(tf.global_variables_initializer())
         variables = [v for v in tf.global_variables()
                      if v.op.name.startswith(("conv0", "group")) and "/aware_" not in v.op.name]
@@ -35,10 +35,10 @@ def _backbone_arrays(spec, seed):
 
 
 def test_npz_round_trip_and_loading_table(tmp_path):
-    arrays = backbone_arrays(SPEC, seed=1)
+    arrays = backbone_arrays(SPEC)
     path = str(tmp_path / "zoo.npz")
     np.savez(path, **arrays)
-    graph, *_ = build_model_graph(SPEC, is_training=True)
+    graph = graph_of(SPEC)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         init = NpzInit(path, "resnet")
         sess.run(tf.global_variables_initializer())
@@ -53,11 +53,11 @@ def test_npz_round_trip_and_loading_table(tmp_path):
 
 
 def test_npz_shape_mismatch_names_the_key(tmp_path):
-    arrays = backbone_arrays(SPEC, seed=1)
+    arrays = backbone_arrays(SPEC)
     arrays["group1/block0/conv2/W"] = np.zeros((3, 3, 1, 1), np.float32)
     path = str(tmp_path / "bad.npz")
     np.savez(path, **arrays)
-    graph, *_ = build_model_graph(SPEC, is_training=True)
+    graph = graph_of(SPEC)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         with pytest.raises(PretrainedWeightsError, match="group1/block0/conv2/W"):
             NpzInit(path).init(sess)
@@ -71,11 +71,11 @@ def test_missing_npz_names_the_path_and_the_download_address(tmp_path):
 
 
 def test_npz_lacking_backbone_keys_names_them(tmp_path):
-    arrays = backbone_arrays(SPEC, seed=1)
+    arrays = backbone_arrays(SPEC)
     del arrays["group3/block2/conv3/W"], arrays["conv0/bn/gamma"]
     path = str(tmp_path / "partial.npz")
     np.savez(path, **arrays)
-    graph, *_ = build_model_graph(SPEC, is_training=True)
+    graph = graph_of(SPEC)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         with pytest.raises(PretrainedWeightsError) as caught:
             NpzInit(path, "resnet").init(sess)
@@ -92,25 +92,21 @@ def test_not_an_npz_is_named(tmp_path):
 
 
 def test_checkpoint_of_another_class_count_is_refused(tmp_path):
-    graph, *_ = build_model_graph(SPEC, is_training=True)
+    graph = graph_of(SPEC)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         sess.run(tf.global_variables_initializer())
         tf.train.Saver().save(sess, str(tmp_path / "model-1"))
-    other, *_ = build_model_graph(SPEC.with_(num_classes=7), is_training=True)
+    other = graph_of(SPEC.with_(num_classes=7))
     with other.as_default(), tf.Session(graph=other) as sess:
         with pytest.raises(PretrainedWeightsError, match="linearnew"):
             CheckpointInit(str(tmp_path / "model-1")).init(sess)
-    same, *_ = build_model_graph(SPEC, is_training=True)
+    same = graph_of(SPEC)
     with same.as_default(), tf.Session(graph=same) as sess:
         CheckpointInit(str(tmp_path / "model-1")).init(sess)
 
 
-RELEASED_RESNET = ModelSpec(arch="resnet", method="E2Net", num_classes=5, positions=("31", "41", "5"),
-                            ose_heads=("3x3", "1x3", "3x1"), use_bn=True, width_multiplier=0.0625, image_size=32)
-
-
 def save_checkpoint(spec, path):
-    graph, *_ = build_model_graph(spec, is_training=True)
+    graph = graph_of(spec)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         sess.run(tf.global_variables_initializer())
         tf.train.Saver().save(sess, path)
@@ -125,9 +121,9 @@ def variable_values(sess):
 
 def test_checkpoint_with_released_names_restores_every_variable(tmp_path):
     """Saved by a graph with the released names (group2/block0/aware_31, ...): nothing stays random."""
-    saved = save_checkpoint(RELEASED_RESNET, str(tmp_path / "model-1"))
+    saved = save_checkpoint(SPEC, str(tmp_path / "model-1"))
     assert "group2/block0/aware_31/W" in saved and "group3/block0/aware_41/W" in saved and "aware_5/W" in saved
-    graph, *_ = build_model_graph(RELEASED_RESNET, is_training=False)
+    graph = graph_of(SPEC, is_training=False)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         CheckpointInit(str(tmp_path / "model-1")).init(sess)
         uninitialised = sess.run(tf.report_uninitialized_variables())
@@ -138,9 +134,9 @@ def test_checkpoint_with_released_names_restores_every_variable(tmp_path):
 
 
 def test_cam_checkpoint_into_an_e2net_graph_names_the_missing_variables(tmp_path):
-    save_checkpoint(RELEASED_RESNET.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
+    save_checkpoint(SPEC.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
                     str(tmp_path / "model-1"))
-    graph, *_ = build_model_graph(RELEASED_RESNET, is_training=False)
+    graph = graph_of(SPEC, is_training=False)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         with pytest.raises(PretrainedWeightsError) as error:
             CheckpointInit(str(tmp_path / "model-1")).init(sess)
@@ -156,9 +152,9 @@ def test_cam_checkpoint_into_an_e2net_graph_names_the_missing_variables(tmp_path
 
 
 def test_partial_load_is_an_explicit_opt_in_and_restores_what_exists(tmp_path):
-    saved = save_checkpoint(RELEASED_RESNET.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
+    saved = save_checkpoint(SPEC.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
                             str(tmp_path / "model-1"))
-    graph, *_ = build_model_graph(RELEASED_RESNET, is_training=False)
+    graph = graph_of(SPEC, is_training=False)
     with graph.as_default(), tf.Session(graph=graph) as sess:
         sess.run(tf.global_variables_initializer())
         CheckpointInit(str(tmp_path / "model-1"), allow_partial=True).init(sess)

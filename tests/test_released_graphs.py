@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import build_model_graph
+from conftest import build_model_graph, shared_model_graph
 from models.spec import ModelSpec
 from utils.compat import tf
 
@@ -49,8 +49,7 @@ def graph_lists(graph):
 @pytest.mark.parametrize("file_name", sorted(RELEASED))
 def test_every_variable_equals_the_released_list_line_by_line(shared_dir, file_name):
     want_trainable, want_non_trainable = read_released_list(os.path.join(shared_dir, "ref", file_name))
-    graph, *_ = build_model_graph(RELEASED[file_name], is_training=True)
-    got_trainable, got_non_trainable = graph_lists(graph)
+    got_trainable, got_non_trainable = graph_lists(shared_model_graph(RELEASED[file_name]))
     assert len(got_trainable) == len(want_trainable)
     for got, want in zip(got_trainable, want_trainable):
         assert got == want
@@ -58,7 +57,8 @@ def test_every_variable_equals_the_released_list_line_by_line(shared_dir, file_n
 
 
 def scaled_variables(spec):
-    """Names of the variables whose gradient the model's optimizer multiplies by 0.1."""
+    """Names of the variables whose gradient the model's optimizer multiplies by 0.1, and the
+    names of all trainable variables."""
     graph, model, _, _ = build_model_graph(spec, is_training=True)
     with graph.as_default():
         variables = tf.trainable_variables()
@@ -69,7 +69,7 @@ def scaled_variables(spec):
             firsts = sess.run([tf.reshape(g, [-1])[0] for g, _ in grads_and_vars])
     scale = dict(zip([v.op.name for _, v in grads_and_vars], firsts))
     assert all(np.isclose(value, 0.1) or np.isclose(value, 1.0) for value in scale.values())
-    return sorted(name for name, value in scale.items() if np.isclose(value, 0.1))
+    return sorted(name for name, value in scale.items() if np.isclose(value, 0.1)), list(scale)
 
 
 def small(spec):
@@ -78,10 +78,8 @@ def small(spec):
 
 def test_resnet_pretrained_gradient_rule_covers_conv0_groups_0_to_2_and_aware_31():
     spec = small(RELEASED["released_variables_resnet50_se_E2Net_bn_1000.txt"])
-    names = scaled_variables(spec)
-    graph, *_ = build_model_graph(spec, is_training=True)
-    trainable, _ = graph_lists(graph)
-    expected = sorted(n for n, _ in trainable if n.startswith(("conv0/", "group0/", "group1/", "group2/")))
+    names, trainable = scaled_variables(spec)
+    expected = sorted(n for n in trainable if n.startswith(("conv0/", "group0/", "group1/", "group2/")))
     assert names == expected
     assert "group2/block0/aware_31/W" in names and "group3/block0/aware_41/W" not in names
     assert "aware_5/W" not in names and "conv1x3/W" not in names
@@ -89,7 +87,7 @@ def test_resnet_pretrained_gradient_rule_covers_conv0_groups_0_to_2_and_aware_31
 
 def test_vgg_pretrained_gradient_rule_covers_every_conv_including_the_ose_convolutions():
     spec = small(RELEASED["released_variables_vgg_gap_E2Net_200.txt"])
-    names = scaled_variables(spec)
+    names, _ = scaled_variables(spec)
     expected = sorted([f"conv{b}_{i}/{p}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
                        for i in range(1, n + 1) for p in ("W", "b")] +
                       [f"conv{h}/{p}" for h in ("1x3", "3x1") for p in ("W", "b")])
@@ -98,4 +96,4 @@ def test_vgg_pretrained_gradient_rule_covers_every_conv_including_the_ose_convol
 
 def test_without_pretrained_weights_no_gradient_is_scaled():
     spec = small(RELEASED["released_variables_vgg_gap_E2Net_200.txt"]).with_(pretrained_grad_scale=1.0)
-    assert scaled_variables(spec) == []
+    assert scaled_variables(spec)[0] == []
