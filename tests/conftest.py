@@ -4,6 +4,12 @@ import os
 
 import pytest
 
+# Before any test module imports utils.compat, and inherited by every train.py / predict.py the
+# tests start: no graph optimizer (grappler) pass before a session's first run (3-4 s a session,
+# for steps at most 15% faster, which few-step runs never earn back; bench/session_startup.py).
+# test_demo runs the demo with the default ("on").
+os.environ.setdefault("E2NET_GRAPH_OPTIMIZER", "off")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 

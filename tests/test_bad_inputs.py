@@ -79,7 +79,9 @@ def without(argv, flag):
 
 
 def with_(argv, flag, value):
-    return without(argv, flag) + [flag, value] if flag in argv else argv + [flag, value]
+    """argv with ``flag value`` (or ``flag v1 v2 ...`` for a list), replacing a one-value ``flag``."""
+    values = value if isinstance(value, list) else [value]
+    return (without(argv, flag) if flag in argv else argv) + [flag, *values]
 
 
 def one_error_line(err, program):
@@ -139,6 +141,8 @@ TRAIN_CASES = [
     case("most-boxes-inverted", {"--dataset_name": "INVERTED"}, 2,
          "INVERTED/train.txt: 5 of 8 boxes are suspicious", "x y w h instead of x1 y1 x2 y2"),
     case("missing-data-set", {"--dataset_name": "NOSUCH"}, 2, "NOSUCH/train.txt is missing or empty"),
+    case("missing-cub-names-its-script", {"--dataset_name": "CUB", "--number_of_class": "200"}, 2, "prepare_cub.sh"),
+    case("several-heads-for-cam", {"--method_name": "CAM", "--ose_heads": ["3x3", "1x3"]}, 2, "--ose_heads needs"),
 ]
 
 

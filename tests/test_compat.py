@@ -42,12 +42,39 @@ def test_gpu_query_does_not_fail():
     assert compat.gpu_available() in (True, False)
 
 
-def test_tensorflow_objects_are_frozen_and_the_collector_left_as_found():
+SESSION_CONFIG = ("from tensorpack.tfutils.sesscreate import NewSessionCreator; "
+                  "print(NewSessionCreator().config.graph_options.rewrite_options.disable_meta_optimizer)")
+
+
+def test_tensorflow_objects_are_frozen_and_the_collector_left_as_found_and_the_optimizer_on_by_default():
     """compat freezes TensorFlow's import-time objects out of the cyclic collector (process
-    start-up and exit time) and restores the collector's on/off state."""
+    start-up and exit time) and restores the collector's on/off state; without
+    E2NET_GRAPH_OPTIMIZER tensorpack's sessions keep TensorFlow's graph optimizer."""
     import gc
     assert gc.isenabled() and gc.get_freeze_count() > 100_000   # this process: enabled before
-    code = "import gc; gc.disable(); import utils.compat; print(gc.isenabled(), gc.get_freeze_count() > 100000)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    code = ("import gc; gc.disable(); import utils.compat; print(gc.isenabled(), gc.get_freeze_count() > 100000); "
+            + SESSION_CONFIG)
+    env = {k: v for k, v in os.environ.items() if k != compat.GRAPH_OPTIMIZER_ENV}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["False", "True"]
+    assert result.stdout.split() == ["False", "True", "False"]
+
+
+def test_the_test_suite_runs_tensorpack_sessions_without_the_graph_optimizer():
+    assert os.environ[compat.GRAPH_OPTIMIZER_ENV] == "off"      # tests/conftest.py
+    from tensorpack.tfutils.sesscreate import NewSessionCreator
+    assert NewSessionCreator().config.graph_options.rewrite_options.disable_meta_optimizer
+    from tensorpack.tfutils.common import get_default_sess_config
+    assert get_default_sess_config().allow_soft_placement     # tensorpack's own settings kept
+
+
+def test_a_misspelt_graph_optimizer_setting_is_one_line_before_tensorflow_loads():
+    env = dict(os.environ, **{compat.GRAPH_OPTIMIZER_ENV: "of"})
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import utils.compat; print('imported')"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    others = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert others == ["-c: error: E2NET_GRAPH_OPTIMIZER='of' must be 'on' or 'off'"]
+    assert imports[-1].endswith("| utils.compat") and not any(line.endswith("| tensorflow") for line in imports)

@@ -134,7 +134,7 @@ def test_train_and_evaluate_from_a_metadata_folder(tmp_path):
     log_dir = tmp_path / "run"
     command = [sys.executable, os.path.join(REPO, "train.py"), "--dataset_name", "SYNTH", "--data_dir",
                str(tmp_path), "--label_dir", str(tmp_path / "metadata"), "--number_of_class", "4",
-               "--arch_name", "resnet", "--method_name", "CAM", "--final_size", "32", "--width_multiplier",
+               "--arch_name", "vgg_gap", "--method_name", "CAM", "--final_size", "32", "--width_multiplier",
                "0.125", "--batch", "8", "--epoch", "2", "--steps_per_epoch", "3", "--workers", "0",
                "--seed", "1", "--log_dir", str(log_dir), "--tau_split", "train_fullsup", "--number_of_examples", "0"]
     # train.py trains, then evaluates min-val-error-top1 with the same flags (one process)

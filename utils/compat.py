@@ -7,8 +7,10 @@ Import this module before anything that imports TensorFlow or tensorpack.  It
 * switches TensorFlow 2.x into TF1 graph mode (``disable_v2_behavior``);
 * exposes ``tf``: the TF1 API (``tf.compat.v1`` on TF 2.x, ``tensorflow`` itself on 1.15);
 * installs the shims tensorpack 0.11 needs on current TensorFlow / numpy / OpenCV;
-* keeps Python's cyclic garbage collector off TensorFlow's million import-time objects
-  (see ``_GC_WAS_ENABLED`` below).
+* keeps Python's cyclic garbage collector off TensorFlow's import-time objects
+  (see ``_GC_WAS_ENABLED`` below);
+* turns TensorFlow's graph optimizer off in tensorpack's sessions when
+  ``E2NET_GRAPH_OPTIMIZER=off`` (see ``GRAPH_OPTIMIZER_ENV``).
 
 Every TF2-only call of the project lives here, so the rest of the code runs on
 TensorFlow 1.15 too.
@@ -16,16 +18,29 @@ TensorFlow 1.15 too.
 import atexit
 import gc
 import os
+import sys
 
 # TensorFlow's import creates about half a million long-lived Python objects.  Unfrozen, the cyclic
 # collector walks them again and again: during the import (~0.8 s), and at interpreter exit,
 # where its final collections over them and the graphs built since take 1.5-2.5 s per process
-# (measured on 2 cores; the tests start ~80 TensorFlow processes).  So: no collection during the
+# (measured on 2 cores; the tests start ~40 TensorFlow processes).  So: no collection during the
 # import, the imported objects frozen afterwards (``gc.freeze``: left out of every later
 # collection; reference counting still frees them), and everything alive at exit frozen too
 # (the ``atexit`` call below runs before the interpreter's final collections).
 _GC_WAS_ENABLED = gc.isenabled()
 gc.disable()
+
+# TensorFlow's graph optimizer (grappler) rewrites a session's graph before its first run: on
+# 2 CPU cores 3-4 s a session for a narrow ResNet50-SE E2Net, for steps 0-15% faster afterwards
+# (bench/session_startup.py; on GPUs its layout and fusion passes matter more).  The default,
+# as released, keeps it; the test suite's dozens of few-step runs set E2NET_GRAPH_OPTIMIZER=off
+# (tests/conftest.py).
+GRAPH_OPTIMIZER_ENV = "E2NET_GRAPH_OPTIMIZER"
+_graph_optimizer = os.environ.get(GRAPH_OPTIMIZER_ENV, "on")
+if _graph_optimizer not in ("on", "off"):   # checked before the slow TensorFlow import
+    print(f"{os.path.basename(sys.argv[0]) or 'python'}: error: {GRAPH_OPTIMIZER_ENV}={_graph_optimizer!r} "
+          f"must be 'on' or 'off'", file=sys.stderr)
+    sys.exit(2)
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -75,7 +90,27 @@ def gpu_available():
     return gpu_count() > 0
 
 
+def _patch_tensorpack_session_config():
+    """With ``E2NET_GRAPH_OPTIMIZER=off``: tensorpack's default session config (used by its
+    trainers, predictors and this project's distributed code) with grappler's meta optimizer off."""
+    from tensorpack.tfutils import common
+    original = common.get_default_sess_config
+
+    def get_default_sess_config(*args, **kwargs):
+        config = original(*args, **kwargs)
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        return config
+
+    # rebind it in the tensorpack modules that imported the name (tensorpack.tfutils.sesscreate ...)
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("tensorpack") and \
+                getattr(module, "get_default_sess_config", None) is original:
+            module.get_default_sess_config = get_default_sess_config
+
+
 _patch_tensorpack_validate_coords()
+if _graph_optimizer == "off":
+    _patch_tensorpack_session_config()
 
 gc.freeze()
 if _GC_WAS_ENABLED:
