@@ -21,6 +21,14 @@ def shared_dir():
     return SHARED
 
 
+def new_session(graph=None):
+    """``tf.Session`` with tensorpack's session config, as train.py's sessions: under the suite
+    without the graph optimizer (see E2NET_GRAPH_OPTIMIZER above)."""
+    from utils.compat import tf
+    from tensorpack.tfutils.common import get_default_sess_config
+    return tf.Session(graph=graph, config=get_default_sess_config())
+
+
 def build_model_graph(spec, is_training):
     """(graph, model, input placeholders, cost) for a ModelSpec, outside any trainer."""
     from utils.compat import tf

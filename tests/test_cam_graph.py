@@ -1,7 +1,7 @@
 """CAM from feature maps x FC weights equals gradient-based Grad-CAM of a GAP+FC head."""
 import numpy as np
 
-from conftest import build_model_graph
+from conftest import build_model_graph, new_session
 from models.spec import ModelSpec
 from utils.evaluation.cam import class_activation_maps
 from utils.compat import tf
@@ -12,7 +12,7 @@ def test_cam_from_weights_equals_gradcam_of_the_class_logit():
     graph, _, inputs, _ = build_model_graph(spec, is_training=False)
     images = np.random.RandomState(0).randint(0, 256, (2, 64, 64, 3)).astype(np.uint8)
     classes = np.array([1, 4])
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         sess.run(tf.global_variables_initializer())
         features = graph.get_tensor_by_name("new/output:0")  # the head map the logits depend on
         logits = graph.get_tensor_by_name("logits_3x3:0")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, new_session
 from test_training import train_command
 
 pytestmark = pytest.mark.duration(55)  # seconds, for the scheduler (conftest.py)
@@ -155,7 +155,7 @@ def test_a_failed_model_save_keeps_the_checkpoint_index_on_the_previous_one(tmp_
         step = tf.train.get_or_create_global_step()
         saver = checkpoints.VerifiedModelSaver(max_to_keep=3, checkpoint_dir=str(tmp_path))
         saver._setup_graph()
-        with tf.Session() as sess:
+        with new_session() as sess:
             sess.run(tf.global_variables_initializer())
             sess.run(step.assign(3))
             saver._trigger()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import build_model_graph, shared_model_graph
+from conftest import build_model_graph, new_session, shared_model_graph
 from models.spec import ModelSpec
 from utils.compat import tf
 
@@ -121,7 +121,7 @@ def copy_variables(src_graph, src_sess, dst_graph, dst_sess):
 def init_session(graph, seed=0):
     with graph.as_default():
         tf.set_random_seed(seed)
-        sess = tf.Session(graph=graph)
+        sess = new_session(graph)
         sess.run(tf.global_variables_initializer())
     return sess
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from tensorpack.tfutils.tower import TowerContext
 
-from conftest import build_model_graph
+from conftest import build_model_graph, new_session
 from models.adl import adl_maps, attention_based_dropout
 from models.mae import mae_keep_mask, maxout_attention_excitation
 from models.ose import diagonal_placement
@@ -20,7 +20,7 @@ def run(fn, *arrays):
     with tf.Graph().as_default():
         tensors = [tf.constant(a) for a in arrays]
         out = fn(*tensors)
-        with tf.Session() as sess:
+        with new_session() as sess:
             sess.run(tf.global_variables_initializer())
             return sess.run(out)
 
@@ -40,7 +40,7 @@ def test_mae_output_is_maxout_of_features_and_excitation():
     """With an identity 1x1 conv and bias -1: A^e = relu(X*M - 1); out = max(X, A^e)."""
     x = X * np.array([1.0, -1.0], np.float32)  # a negative channel, so the maxout matters
 
-    with tf.Graph().as_default(), tf.Session() as sess:
+    with tf.Graph().as_default(), new_session() as sess:
         out = maxout_attention_excitation("aware_t", tf.constant(x), threshold=0.6, mask_rule="max")
         with tf.variable_scope("aware_t", reuse=True):
             weights, bias = tf.get_variable("W"), tf.get_variable("b")
@@ -60,14 +60,14 @@ def test_adl_maps_and_choice():
     for choose, selected in ((True, 1 / (1 + np.exp(-ATTENTION))), (False, np.array([[1, 1], [0, 0]]))):
         with tf.Graph().as_default(), TowerContext("", is_training=True):
             out = attention_based_dropout("adl", tf.constant(X), 0.6, 0.25, tf.constant(choose))
-            with tf.Session() as sess:
+            with new_session() as sess:
                 np.testing.assert_allclose(sess.run(out), X * selected[None, :, :, None], rtol=1e-6)
 
 
 def test_adl_is_identity_at_inference():
     with tf.Graph().as_default(), TowerContext("", is_training=False):
         out = attention_based_dropout("adl", tf.constant(X), 0.6, 0.25)
-        with tf.Session() as sess:
+        with new_session() as sess:
             np.testing.assert_array_equal(sess.run(out), X)
 
 
@@ -80,7 +80,7 @@ def small_spec(method, **kw):
 
 def inference_logits(spec, values, images):
     graph, _, inputs, _ = build_model_graph(spec, is_training=False)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         sess.run(tf.global_variables_initializer())
         shared = [v for v in tf.global_variables() if v.op.name in values]
         sess.run([v.initializer for v in shared], {v.initializer.inputs[1]: values[v.op.name] for v in shared})
@@ -110,7 +110,7 @@ def test_oblique_kernels_keep_exact_zeros_through_training():
     spec = small_spec("OSE", ose_heads=("3x3", "diag", "antidiag"), positions=())
     graph, model, inputs, cost = build_model_graph(spec, is_training=True)
     rng = np.random.RandomState(0)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         train_op = model.optimizer().minimize(cost)
         sess.run(tf.global_variables_initializer())
         kernels = [graph.get_tensor_by_name(f"conv_{h}/kernel:0") for h in ("diag", "antidiag")]

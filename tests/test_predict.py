@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, new_session
 from utils.data.synthetic import ensure_synthetic
 from utils.evaluation.cam import FUSION_RULES, fuse_heads
 from utils.evaluation.localization import normalize_cam, reference_box, resize_cam
@@ -190,7 +190,7 @@ def test_tensorflow_fusion_equals_numpy(rule, num_heads):
     features = [rng.normal(size=(2, 3, 4, 6)).astype(np.float32) for _ in range(num_heads)]
     weights = [rng.normal(size=(6, 5)).astype(np.float32) for _ in range(num_heads)]
     classes = np.array([4, 1])
-    with tf.Graph().as_default(), tf.Session() as sess:
+    with tf.Graph().as_default(), new_session() as sess:
         got = sess.run(fused_cam([tf.constant(f) for f in features], [tf.constant(w) for w in weights],
                                  tf.constant(classes), rule))
     np.testing.assert_allclose(got, fuse_heads(features, weights, classes, rule), rtol=1e-5, atol=1e-5)

@@ -4,7 +4,7 @@ import functools
 import numpy as np
 import pytest
 
-from conftest import shared_model_graph as graph_of
+from conftest import new_session, shared_model_graph as graph_of
 from models.spec import ModelSpec
 from utils.compat import tf
 from utils.training.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError, model_zoo_url
@@ -25,7 +25,7 @@ def backbone_arrays(spec):
 @functools.lru_cache(maxsize=None)
 def _backbone_arrays(spec):
     graph = graph_of(spec)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         sess.run(tf.global_variables_initializer())
         variables = [v for v in tf.global_variables()
                      if v.op.name.startswith(("conv0", "group")) and "/aware_" not in v.op.name]
@@ -39,7 +39,7 @@ def test_npz_round_trip_and_loading_table(tmp_path):
     path = str(tmp_path / "zoo.npz")
     np.savez(path, **arrays)
     graph = graph_of(SPEC)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         init = NpzInit(path, "resnet")
         sess.run(tf.global_variables_initializer())
         init.init(sess)
@@ -58,7 +58,7 @@ def test_npz_shape_mismatch_names_the_key(tmp_path):
     path = str(tmp_path / "bad.npz")
     np.savez(path, **arrays)
     graph = graph_of(SPEC)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         with pytest.raises(PretrainedWeightsError, match="group1/block0/conv2/W"):
             NpzInit(path).init(sess)
 
@@ -76,7 +76,7 @@ def test_npz_lacking_backbone_keys_names_them(tmp_path):
     path = str(tmp_path / "partial.npz")
     np.savez(path, **arrays)
     graph = graph_of(SPEC)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         with pytest.raises(PretrainedWeightsError) as caught:
             NpzInit(path, "resnet").init(sess)
     assert str(caught.value) == (f"{path} lacks 2 of the 329 backbone weights of --arch_name resnet: "
@@ -93,21 +93,21 @@ def test_not_an_npz_is_named(tmp_path):
 
 def test_checkpoint_of_another_class_count_is_refused(tmp_path):
     graph = graph_of(SPEC)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         sess.run(tf.global_variables_initializer())
         tf.train.Saver().save(sess, str(tmp_path / "model-1"))
     other = graph_of(SPEC.with_(num_classes=7))
-    with other.as_default(), tf.Session(graph=other) as sess:
+    with other.as_default(), new_session(other) as sess:
         with pytest.raises(PretrainedWeightsError, match="linearnew"):
             CheckpointInit(str(tmp_path / "model-1")).init(sess)
     same = graph_of(SPEC)
-    with same.as_default(), tf.Session(graph=same) as sess:
+    with same.as_default(), new_session(same) as sess:
         CheckpointInit(str(tmp_path / "model-1")).init(sess)
 
 
 def save_checkpoint(spec, path):
     graph = graph_of(spec)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         sess.run(tf.global_variables_initializer())
         tf.train.Saver().save(sess, path)
         return variable_values(sess)
@@ -124,7 +124,7 @@ def test_checkpoint_with_released_names_restores_every_variable(tmp_path):
     saved = save_checkpoint(SPEC, str(tmp_path / "model-1"))
     assert "group2/block0/aware_31/W" in saved and "group3/block0/aware_41/W" in saved and "aware_5/W" in saved
     graph = graph_of(SPEC, is_training=False)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         CheckpointInit(str(tmp_path / "model-1")).init(sess)
         uninitialised = sess.run(tf.report_uninitialized_variables())
         restored = variable_values(sess)
@@ -137,7 +137,7 @@ def test_cam_checkpoint_into_an_e2net_graph_names_the_missing_variables(tmp_path
     save_checkpoint(SPEC.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
                     str(tmp_path / "model-1"))
     graph = graph_of(SPEC, is_training=False)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         with pytest.raises(PretrainedWeightsError) as error:
             CheckpointInit(str(tmp_path / "model-1")).init(sess)
     message = str(error.value)
@@ -155,7 +155,7 @@ def test_partial_load_is_an_explicit_opt_in_and_restores_what_exists(tmp_path):
     saved = save_checkpoint(SPEC.with_(method="CAM", positions=(), ose_heads=("3x3",), use_bn=False),
                             str(tmp_path / "model-1"))
     graph = graph_of(SPEC, is_training=False)
-    with graph.as_default(), tf.Session(graph=graph) as sess:
+    with graph.as_default(), new_session(graph) as sess:
         sess.run(tf.global_variables_initializer())
         CheckpointInit(str(tmp_path / "model-1"), allow_partial=True).init(sess)
         restored = variable_values(sess)

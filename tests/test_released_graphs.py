@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import build_model_graph, shared_model_graph
+from conftest import build_model_graph, new_session, shared_model_graph
 from models.spec import ModelSpec
 from utils.compat import tf
 
@@ -65,7 +65,7 @@ def scaled_variables(spec):
         grads_and_vars = [(tf.ones_like(v), v) for v in variables]
         for processor in model.gradient_processors():
             grads_and_vars = processor.process(grads_and_vars)
-        with tf.Session() as sess:
+        with new_session() as sess:
             firsts = sess.run([tf.reshape(g, [-1])[0] for g, _ in grads_and_vars])
     scale = dict(zip([v.op.name for _, v in grads_and_vars], firsts))
     assert all(np.isclose(value, 0.1) or np.isclose(value, 1.0) for value in scale.values())
