@@ -143,7 +143,9 @@ def test_nhwc_and_nchw_give_the_same_logits(arch, positions):
         fetches = [graph.get_tensor_by_name(n) for n in ("logits:0", "features_1x3:0", "fc_weights_diag:0")]
         logits[fmt] = sess.run(fetches, {inputs[0]: images})
     for a, b in zip(logits["NHWC"], logits["NCHW"]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # float32 round-off of other convolution kernels, relative to the largest value (a layout
+        # bug gives differences of the values' own size)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b).max())))
     assert logits["NHWC"][1].shape[:3] == (2, 4, 4)  # features exported in NHWC
 
 
