@@ -7,7 +7,7 @@ import pytest
 # Before any test module imports utils.compat, and inherited by every train.py / predict.py the
 # tests start: no graph optimizer (grappler) pass before a session's first run (3-4 s a session,
 # for steps at most 15% faster, which few-step runs never earn back; bench/session_startup.py).
-# test_demo runs the demo with the default ("on").
+# test_compat trains a step with the default ("on") and compares.
 os.environ.setdefault("E2NET_GRAPH_OPTIMIZER", "off")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ from utils.data.paths import dataset_paths
 from utils.data.labels import read_label_list
 from utils.data.metadata import MetadataError, main, read_entries, read_metadata
 
-pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
+pytestmark = pytest.mark.duration(12)  # seconds, for the scheduler (conftest.py)
 
 # A CUB-like test split: class folders in the paths, an image with two boxes, one with three.
 TEST_SPLIT = {

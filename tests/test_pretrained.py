@@ -9,7 +9,7 @@ from models.spec import ModelSpec
 from utils.compat import tf
 from utils.training.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError, model_zoo_url
 
-pytestmark = pytest.mark.duration(75)  # seconds, for the scheduler (conftest.py)
+pytestmark = pytest.mark.duration(40)  # seconds, for the scheduler (conftest.py)
 
 # ResNet50-SE E2Net as released (MAE at 31 41 5, the three OSE heads with BN), narrow and small
 SPEC = ModelSpec(arch="resnet", method="E2Net", num_classes=5, positions=("31", "41", "5"),

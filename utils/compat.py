@@ -34,7 +34,7 @@ gc.disable()
 # 2 CPU cores 3-4 s a session for a narrow ResNet50-SE E2Net, for steps 0-15% faster afterwards
 # (bench/session_startup.py; on GPUs its layout and fusion passes matter more).  The default,
 # as released, keeps it; the test suite's dozens of few-step runs set E2NET_GRAPH_OPTIMIZER=off
-# (tests/conftest.py).
+# (tests/conftest.py; test_compat checks that a step trains the same with it on).
 GRAPH_OPTIMIZER_ENV = "E2NET_GRAPH_OPTIMIZER"
 _graph_optimizer = os.environ.get(GRAPH_OPTIMIZER_ENV, "on")
 if _graph_optimizer not in ("on", "off"):   # checked before the slow TensorFlow import
