@@ -177,7 +177,8 @@ def test_default_threshold_prefers_a_held_out_tau_to_a_newer_fixed_one(tmp_path)
     write_metrics(tmp_path / "result" / "002-min-val-error-top1" / "metrics.json", {"cam_threshold": 0.2}, 200)
     assert evaluated_threshold(str(tmp_path)) == (0.37, f"{held} (τ chosen on train_fullsup)")
     (tmp_path / "result" / "002-min-val-error-top1" / "metrics.json").write_text("{")
-    with pytest.raises(PredictError, match="002-min-val-error-top1/metrics.json: cannot read the evaluated τ"):
+    with pytest.raises(PredictError, match="002-min-val-error-top1/metrics.json: cannot read the evaluated τ .*; "
+                                           "give --cam_threshold"):
         evaluated_threshold(str(tmp_path))
 
 

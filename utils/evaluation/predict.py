@@ -90,7 +90,8 @@ def evaluated_threshold(log_dir):
                 return float(held_out["reference"]["tau"]), f"{path} (τ chosen on {held_out['chosen_on']})"
             newest = newest or (float(metrics["cam_threshold"]), path)
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise PredictError(f"{path}: cannot read the evaluated τ ({error})") from None
+            raise PredictError(f"{path}: cannot read the evaluated τ ({error}); give --cam_threshold, "
+                               f"or move the broken result folder away") from None
     return newest
 
 
