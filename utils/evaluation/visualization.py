@@ -47,12 +47,19 @@ def draw_boxes(image, gt_boxes, pred_box, pred_label=None):
     return canvas
 
 
+def _text_strip(width, lines, line_height, scale, colours=None):
+    """A black strip ``width`` wide holding one text line per entry, ``line_height`` pixels
+    each (``colours``: {line index: BGR}; white otherwise)."""
+    strip = np.zeros((line_height * len(lines), width, 3), np.uint8)
+    for row, line in enumerate(lines):
+        cv2.putText(strip, line, (6, line_height * (row + 1) - 6), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (colours or {}).get(row, (255, 255, 255)), 1, cv2.LINE_AA)
+    return strip
+
+
 def _titled(tile, title):
     """The tile under a black strip holding ``title``."""
-    strip = np.zeros((TITLE_HEIGHT, tile.shape[1], 3), np.uint8)
-    cv2.putText(strip, title, (4, TITLE_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return np.vstack([strip, tile])
+    return np.vstack([_text_strip(tile.shape[1], [title], TITLE_HEIGHT, 0.45), tile])
 
 
 def example_panel(image, cams, gt_boxes, pred_boxes):
@@ -97,16 +104,6 @@ def _caption_width(lines):
     return max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE, 1)[0][0] for line in lines) + 12
 
 
-def _caption(lines, width, colors=None):
-    """A black strip ``width`` wide holding one text line per entry (colours per line, BGR)."""
-    strip = np.zeros((CAPTION_LINE * len(lines) + 6, width, 3), np.uint8)
-    for row, line in enumerate(lines):
-        color = (colors or {}).get(row, (255, 255, 255))
-        cv2.putText(strip, line, (6, CAPTION_LINE * (row + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, CAPTION_SCALE,
-                    color, 1, cv2.LINE_AA)
-    return strip
-
-
 def upsample_factor(size, min_cell=MIN_CELL):
     """Smallest integer factor that makes ``size`` pixels at least ``min_cell``."""
     return max(1, -(-int(min_cell) // max(1, int(size))))
@@ -127,7 +124,7 @@ def readable_example(image, cam, gt_boxes, pred_box, class_name, predicted_name,
     row = np.hstack([_titled(big, "image"), _titled(heat, "CAM (blue low - red high)"), _titled(boxes, "boxes")])
     lines = [f"GT class: {class_name}", f"predicted: {predicted_name}",
              f"IoU {iou:.2f} at tau {cam_threshold:.2f}", "green: GT box   red: predicted box"]
-    return np.vstack([row, _caption(lines, row.shape[1], {3: (200, 255, 200)})])
+    return np.vstack([row, _text_strip(row.shape[1], lines, CAPTION_LINE, CAPTION_SCALE, {3: (200, 255, 200)})])
 
 
 def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
@@ -144,7 +141,7 @@ def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
     _draw_box(canvas, box, PRED_COLOR)
     width = max(canvas.shape[1], _caption_width(label_lines))
     canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, width - canvas.shape[1], cv2.BORDER_CONSTANT, value=0)
-    return np.vstack([canvas, _caption(label_lines, width)])
+    return np.vstack([canvas, _text_strip(width, label_lines, CAPTION_LINE, CAPTION_SCALE)])
 
 
 # ----------------------------------------------------------------------------- method comparison grid
@@ -152,12 +149,6 @@ def prediction_overlay(image, cam, cam_region, box, label_lines, alpha=0.5):
 GRID_CELL = 240               # pixels of one grid cell: small crops are upsampled to this
 GRID_FONT = cv2.FONT_HERSHEY_SIMPLEX
 GRID_TEXT_HEIGHT = 26
-
-
-def _text_strip(width, text, height=GRID_TEXT_HEIGHT, colour=(255, 255, 255)):
-    strip = np.zeros((height, width, 3), np.uint8)
-    cv2.putText(strip, text, (6, height - 8), GRID_FONT, 0.5, colour, 1, cv2.LINE_AA)
-    return strip
 
 
 def upsampled(image, cell=GRID_CELL):
@@ -188,13 +179,14 @@ def comparison_row(image, gt_box, methods, class_name, cell=GRID_CELL):
     gt = _scaled_box(gt_box, scale)
     first = base.copy()
     _labelled_box(first, gt, GT_COLOR, "GT")
-    tiles = [np.vstack([_text_strip(cell, class_name), first])]
+    tiles = [np.vstack([_text_strip(cell, [class_name], GRID_TEXT_HEIGHT, 0.5), first])]
     for index, (name, (cam, box, iou)) in enumerate(methods.items()):
         colour = PANEL_PRED_COLORS[index % len(PANEL_PRED_COLORS)]
         tile = heatmap_overlay(base, resize_cam(np.asarray(cam), image.shape[:2]))
         cv2.rectangle(tile, *[tuple(int(round(v)) for v in pair) for pair in (gt[:2], gt[2:])], GT_COLOR, 1)
         _labelled_box(tile, _scaled_box(box, scale), colour, f"IoU {iou:.2f}")
-        tiles.append(np.vstack([_text_strip(cell, f"{name} heat map + box", colour=colour), tile]))
+        tiles.append(np.vstack([_text_strip(cell, [f"{name} heat map + box"], GRID_TEXT_HEIGHT, 0.5, {0: colour}),
+                                tile]))
     return np.hstack(tiles)
 
 
