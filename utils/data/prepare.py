@@ -293,14 +293,22 @@ def _extract_flat_tar(tar, directory, progress_label=None):
     return count
 
 
+def _imagenet_extraction_needed(archive, folder, archive_name, flag):
+    """False (said) when ``folder`` is already extracted; else checks that ``archive`` exists
+    (passed with ``flag``) and announces the extraction."""
+    if _is_complete(folder):
+        _say(f"ILSVRC: {folder} already extracted, skipping")
+        return False
+    _require_archive(archive, archive_name, f"with {flag}")
+    _say(f"ILSVRC: extracting {archive} -> {folder}")
+    return True
+
+
 def extract_imagenet_train(train_tar, dataset_dir):
     """Extract every ``<wnid>.tar`` of the train archive to ``ILSVRC/train/<wnid>/``."""
     train_dir = os.path.join(dataset_dir, "ILSVRC", "train")
-    if _is_complete(train_dir):
-        _say(f"ILSVRC: {train_dir} already extracted, skipping")
+    if not _imagenet_extraction_needed(train_tar, train_dir, "ILSVRC2012_img_train.tar", "--train-tar"):
         return
-    _require_archive(train_tar, "ILSVRC2012_img_train.tar", "with --train-tar")
-    _say(f"ILSVRC: extracting {train_tar} -> {train_dir}")
     done = 0
     with _reading_archive(train_tar), tarfile.open(train_tar, "r|*") as outer:
         for member in outer:
@@ -322,11 +330,8 @@ def extract_imagenet_train(train_tar, dataset_dir):
 def extract_imagenet_val(val_tar, dataset_dir):
     """Extract the flat validation archive to ``ILSVRC/val/``."""
     val_dir = os.path.join(dataset_dir, "ILSVRC", "val")
-    if _is_complete(val_dir):
-        _say(f"ILSVRC: {val_dir} already extracted, skipping")
+    if not _imagenet_extraction_needed(val_tar, val_dir, "ILSVRC2012_img_val.tar", "--val-tar"):
         return
-    _require_archive(val_tar, "ILSVRC2012_img_val.tar", "with --val-tar")
-    _say(f"ILSVRC: extracting {val_tar} -> {val_dir}")
     with _reading_archive(val_tar), tarfile.open(val_tar, "r|*") as tar:
         count = _extract_flat_tar(tar, val_dir, progress_label="ILSVRC val")
     _say(f"ILSVRC val: {count} images")
