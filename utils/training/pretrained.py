@@ -68,16 +68,22 @@ def _names(keys):
     return {k[:-2] if k.endswith(":0") else k for k in keys}
 
 
-def check_backbone_loaded(path, arch, used, variables_by_name):
+def backbone_variable_names(arch):
+    """Save names of the graph's model variables (``model_variable_names``: not the optimizer's
+    slots such as ``conv0/W/Momentum``) that the model-zoo file of ``arch`` provides, sorted."""
+    return [name for name in model_variable_names() if BACKBONE_KEYS[arch].fullmatch(name)]
+
+
+def check_backbone_loaded(path, arch, used):
     """Raise PretrainedWeightsError naming ``path`` unless it fills at least one variable
-    and (for a known ``arch``) every backbone variable of the graph."""
+    and (for a known ``arch``) every backbone model variable of the graph."""
     url = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else MODEL_ZOO_URL
     if not used:
         raise PretrainedWeightsError(f"{path}: none of its keys names a variable of this graph "
                                      f"(the model-zoo file of --arch_name {arch} is {url})")
     if arch not in BACKBONE_KEYS:
         return
-    backbone = {n for n in variables_by_name if BACKBONE_KEYS[arch].fullmatch(n)}
+    backbone = set(backbone_variable_names(arch))
     missing = sorted(backbone - _names(used))
     if missing:
         shown = " ".join(missing[:KEYS_SHOWN]) + (" ..." if len(missing) > KEYS_SHOWN else "")
@@ -129,7 +135,7 @@ class NpzInit(SessionInit):
     def _setup_graph(self):
         by_name = _graph_variables()
         used, skipped, new = match_npz(self.arrays, by_name, self.path)
-        check_backbone_loaded(self.path, self.arch, used, by_name)
+        check_backbone_loaded(self.path, self.arch, used)
         self.report = (used, skipped, new)
         self._assignments = [(var, self.arrays[key]) for key in used
                              for var in by_name[key[:-2] if key.endswith(":0") else key]]
