@@ -12,7 +12,7 @@ import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
 from utils.config import parse_command_line, resolve  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from utils.errors import ConfigError, UserError  # noqa: E402
 from utils.training.trainers import select_gpus  # noqa: E402
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
@@ -31,7 +31,7 @@ def check_model(args):
     """Refuse a model the graph code cannot build (e.g. an unknown --gating_position) before
     any data is read; the graph itself is built later."""
     from models.wsol_model import WSOLModel
-    from utils.config import ConfigError, model_spec
+    from utils.config import model_spec
     try:
         WSOLModel(model_spec(args))
     except ValueError as error:

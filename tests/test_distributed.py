@@ -19,7 +19,7 @@ from tests.conftest import REPO
 from utils import compat
 from utils.compat import tf
 from utils.config import ConfigError, parse_args
-from utils.training.distributed import load_cluster_spec
+from utils.training.cluster import load_cluster_spec
 from utils.data.synthetic import generate_synthetic
 
 pytestmark = pytest.mark.duration(65)  # seconds, for the scheduler (conftest.py)

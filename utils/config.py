@@ -8,7 +8,8 @@ import json
 import os
 from dataclasses import asdict
 
-from utils.errors import UserError
+from utils.errors import ConfigError
+from utils.training.cluster import resolve_cluster
 from models.spec import (ARCH_ALIASES, ARCHS, DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS,
                          ModelSpec, canonical_method)
 
@@ -35,10 +36,6 @@ MODEL_FLAGS = ("arch_name", "method_name", "gating_position", "ose_heads", "numb
 # Where the data is, and how the run fuses its heads: taken from config.json unless given.
 RUN_DEFAULT_FLAGS = ("dataset_name", "data_dir", "label_dir", "cam_fusion")
 RUN_CONFIG = "config.json"
-
-
-class ConfigError(UserError, ValueError):
-    """An invalid flag combination (one line, printed by train.py)."""
 
 
 def canonical_arch(name):
@@ -252,7 +249,6 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
     if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
         raise ConfigError(f"--lr_decay_epochs must be positive epochs, got {args.lr_decay_epochs}")
     if args.trainer.startswith("distributed"):
-        from utils.training.distributed import resolve_cluster
         resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
     if args.gpu is not None and args.cpu_towers != 1:
         raise ConfigError("--cpu_towers is for runs without --gpu (one tower per GPU otherwise)")

@@ -4,7 +4,8 @@ import os
 
 from tensorpack import SimpleTrainer, SyncMultiGPUTrainerParameterServer, SyncMultiGPUTrainerReplicated
 
-from utils.config import ConfigError, gpu_list
+from utils.config import gpu_list
+from utils.errors import ConfigError
 
 
 def make_trainer(args, towers):
