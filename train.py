@@ -20,11 +20,10 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by 
 
 def class_list_size(args):
     """Number of class names of a data set whose class count has no preset."""
-    from utils.data.paths import dataset_paths
+    from utils.data.paths import dataset_class_names_file
     from utils.data.labels import read_class_names
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
-    names = os.path.join(os.path.dirname(label_file), "words.txt")
-    return len(read_class_names(names)) if os.path.isfile(names) else None
+    names = dataset_class_names_file(args.dataset_name, args.data_dir, args.label_dir)
+    return len(read_class_names(names)) if names else None
 
 
 def check_model(args):
