@@ -140,7 +140,7 @@ TRAIN_CASES = [
     case("malformed-label-line", {"--dataset_name": "BROKEN"}, 2, "BROKEN/train.txt:2:", "got 4 fields"),
     case("most-boxes-inverted", {"--dataset_name": "INVERTED"}, 2,
          "INVERTED/train.txt: 5 of 8 boxes are suspicious", "x y w h instead of x1 y1 x2 y2"),
-    case("missing-data-set", {"--dataset_name": "NOSUCH"}, 2, "NOSUCH/train.txt is missing or empty"),
+    case("missing-data-set", {"--dataset_name": "NOSUCH"}, 2, "NOSUCH/train.txt is missing"),
     case("missing-cub-names-its-script", {"--dataset_name": "CUB", "--number_of_class": "200"}, 2, "prepare_cub.sh"),
     case("several-heads-for-cam", {"--method_name": "CAM", "--ose_heads": ["3x3", "1x3"]}, 2, "--ose_heads needs"),
 ]

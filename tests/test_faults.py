@@ -295,6 +295,7 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(data_dir, tmp_path):
     last = output.strip().splitlines()[-1]
     assert last.startswith("train.py: interrupted (Ctrl-C); to resume from the last checkpoint, run: ")
     assert last.endswith(" ".join(cmd[2:])) and "train.py" in last   # the same flags
+    assert f"run: {cmd[0]} " in last                                 # the interpreter that ran it, not "python"
     assert "Traceback" not in output
     assert len(output[output.index("Detected Ctrl-C"):].splitlines()) < 12
 

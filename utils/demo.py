@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tabulate import tabulate
 
+from utils.atomic import write_image, write_json, write_text
 from utils.boxes import box_iou
 from utils.data.labels import read_class_names, read_label_list
 from utils.data.paths import dataset_paths
@@ -184,7 +185,7 @@ def write_comparison_grid(args, path):
         label = labels[str(name).split("_", 1)[1]]
         rows.append(comparison_row(first["images"][i], gt, methods, f"class {label}: {class_names[label]}"))
     if rows:
-        cv2.imwrite(path, comparison_grid(rows, args.methods))
+        write_image(path, comparison_grid(rows, args.methods))
 
 
 class DemoError(UserError, RuntimeError):
@@ -214,12 +215,11 @@ def main(argv=None):
     timing["total"] = round(elapsed, 1)
     summary = {"config": vars(args), "results": results, "table": rows, "timing_seconds": timing,
                "wall_time_seconds": elapsed}
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch}, {args.size}px, "
-                f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
-                f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")
+    write_json(os.path.join(args.out, "results.json"), summary, indent=2, default=str)
+    write_text(os.path.join(args.out, "results.md"),
+               f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch}, {args.size}px, "
+               f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
+               f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")
     print(f"\n{table}\n")
     print(f"[demo] seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}")
     print(f"[demo] results: {args.out}/results.md, results.json, comparison.png")

@@ -43,6 +43,7 @@ import sys
 import cv2
 import numpy as np
 
+from utils.atomic import write_text
 from utils.data.labels import LabelEntry, LabelListError, read_label_list, write_label_list
 from utils.errors import UserError, exit_on_user_error
 
@@ -162,26 +163,24 @@ def _coordinate(value):
 def write_metadata(folder, entries, sizes):
     """Write a metadata split folder; returns the number of box coordinates truncated to integers.
     ``sizes``: ``{path: (width, height)}`` for every entry."""
-    os.makedirs(folder, exist_ok=True)
     truncated = 0
-    with open(os.path.join(folder, IMAGE_IDS), "w", newline="\n") as ids, \
-            open(os.path.join(folder, CLASS_LABELS), "w", newline="\n") as labels, \
-            open(os.path.join(folder, IMAGE_SIZES), "w", newline="\n") as image_sizes, \
-            open(os.path.join(folder, LOCALIZATION), "w", newline="\n") as boxes:
-        for entry in entries:
-            if "," in entry.path:
-                raise MetadataError(f"{entry.path!r}: a comma in a path cannot be written to metadata files")
-            ids.write(f"{entry.path}\n")
-            labels.write(f"{entry.path},{entry.label}\n")
-            width, height = sizes[entry.path]
-            image_sizes.write(f"{entry.path},{width},{height}\n")
-            for box in entry.boxes:
-                texts = []
-                for value in box.tolist():
-                    text, cut = _coordinate(value)
-                    texts.append(text)
-                    truncated += cut
-                boxes.write(",".join([entry.path, *texts]) + "\n")
+    ids, labels, image_sizes, boxes = [], [], [], []
+    for entry in entries:
+        if "," in entry.path:
+            raise MetadataError(f"{entry.path!r}: a comma in a path cannot be written to metadata files")
+        ids.append(f"{entry.path}\n")
+        labels.append(f"{entry.path},{entry.label}\n")
+        width, height = sizes[entry.path]
+        image_sizes.append(f"{entry.path},{width},{height}\n")
+        for box in entry.boxes:
+            texts = []
+            for value in box.tolist():
+                text, cut = _coordinate(value)
+                texts.append(text)
+                truncated += cut
+            boxes.append(",".join([entry.path, *texts]) + "\n")
+    for name, lines in ((IMAGE_IDS, ids), (CLASS_LABELS, labels), (IMAGE_SIZES, image_sizes), (LOCALIZATION, boxes)):
+        write_text(os.path.join(folder, name), "".join(lines), newline="\n")
     return truncated
 
 
