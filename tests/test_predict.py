@@ -280,6 +280,12 @@ def test_scorer_on_saved_cams_reproduces_evaluate(trained, tmp_path):
     for key in ("thresholds", "gt_known_loc", "best_threshold"):
         assert scored["sweep"][key] == evaluated["sweep"][key], key
     assert scored["sweep"]["best"]["gt_known_loc"] == evaluated["sweep"]["best"]["gt_known_loc"]
+    # the data set's whole-image masks: mapped into the CAMs' crop frame as --evaluate does
+    assert scorer_main(["--cam_dir", str(cam_dir), "--label_file", str(cam_dir / "labels.txt"), "--mask_dir",
+                        str(data_dir / "SYNTH" / "masks"), "--out", str(scored_file)]) == 0
+    pixel = read_metrics(str(scored_file))["metrics"]["pixel"]
+    assert pixel["pxap"] == evaluated["pixel"]["pxap"] and pixel["masks_resized_to_the_cam"] == 16
+    assert pixel["mask_mapping"] == "into the evaluation crop (as --evaluate)"
     panel = cv2.imread(str(next((log_dir / "result" / "latest" / "examples").glob("000_*.png"))))
     assert panel.shape[1] >= 3 * 224 and panel.shape[0] > 224         # three cells of >= 224 px, captions
 

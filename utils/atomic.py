@@ -180,6 +180,8 @@ def atomic_folder(path, replace=False):
         publish_folder(temp, path, replace)
     except BaseException as error:
         shutil.rmtree(temp, ignore_errors=True)
+        if isinstance(error, OutputError):   # name the folder, not its temporary name
+            raise OutputError(str(error).replace(temp, os.path.abspath(path))) from None
         if isinstance(error, OSError) and not isinstance(error, UserError):
             raise OutputError(f"cannot write {path}: {_reason(error)}") from None
         raise

@@ -172,7 +172,8 @@ def comparison_table(rows):
 def write_comparison_grid(args, path):
     """The picture grid (``utils.evaluation.visualization.comparison_grid``) of the first
     examples: image with GT box and class name, then each method's heat map, box and IoU."""
-    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(args.out, m)), "examples", "cams.npz")) for m in args.methods}
+    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(args.out, m)), "examples", "cams.npz"), allow_pickle=False)
+              for m in args.methods}
     label_file, _ = dataset_paths("SYNTH", args.data_dir, split="val")
     labels = {os.path.splitext(os.path.basename(e.path))[0]: e.label for e in read_label_list(label_file)}
     class_names = read_class_names(os.path.join(args.data_dir, "SYNTH", "words.txt"))

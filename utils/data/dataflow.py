@@ -372,6 +372,11 @@ def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, wor
     ``cache_images``: decode once into memory for repeated passes (True, False or ``'auto'``).
     """
     entries = load_entries(label_file, image_root, num_classes)[:number_of_val]
+    boxless = [entry.path for entry in entries if len(entry.boxes) == 0]
+    if boxless:
+        raise DataError(f"{label_file}: {len(boxless)} of the {len(entries)} evaluated images have no box (first: "
+                        f"{boxless[0]}); localization needs a GT box for every image: add them or evaluate "
+                        f"another list")
     source = EvalSource(entries, image_root)
     mapper = partial(map_eval_image, final_size=final_size)
     decoded = _decoded(source, mapper, resolve_workers(workers), thread_pool,

@@ -219,7 +219,7 @@ def read_label_list(path, num_classes=None, box_format="xyxy", allow_inverted=Fa
     entries = {}
     boxes_by_path = {}
     lines_by_path = {}
-    for line_number, line in _numbered_lines(path):
+    for line_number, line in numbered_lines(path):
         fields = split_line(line)
         if not fields:
             continue
@@ -266,7 +266,7 @@ def _refuse_inverted(path, boxes, lines):
                          f"released lists)")
 
 
-def _numbered_lines(path):
+def numbered_lines(path):
     """``(line number, text)`` of a UTF-8 file; a decoding error names the file and line."""
     with open(path, "rb") as f:
         for line_number, raw in enumerate(f, start=1):
@@ -316,7 +316,7 @@ def read_class_names(path):
     (the whole line when it has a single field); blank lines are ignored.  A file that is
     not UTF-8 raises ``LabelListError`` naming the file and line."""
     names = []
-    for _, line in _numbered_lines(path):
+    for _, line in numbered_lines(path):
         parts = line.strip().split(None, 1)
         if parts:
             names.append(parts[-1])

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from utils.atomic import write_text
-from utils.data.labels import LabelEntry, LabelListError, read_label_list, write_label_list
+from utils.data.labels import LabelEntry, LabelListError, numbered_lines, read_label_list, write_label_list
 from utils.errors import UserError, exit_on_user_error
 
 IMAGE_IDS, CLASS_LABELS, IMAGE_SIZES, LOCALIZATION = (
@@ -68,9 +68,9 @@ def metadata_split_dir(label_dir, dataset_name, split):
 
 
 def _rows(path, num_fields, what):
-    """``(where, fields)`` of each non-blank line of a comma-separated file."""
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
+    """``(where, fields)`` of each non-blank line of a comma-separated UTF-8 file."""
+    try:
+        for line_number, line in numbered_lines(path):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -83,6 +83,8 @@ def _rows(path, num_fields, what):
                 raise MetadataError(f"{where}: expected {' or '.join(map(str, num_fields))} comma-separated "
                                     f"fields ({what}), got {len(fields)}")
             yield where, fields
+    except LabelListError as error:   # not UTF-8: names the file and line
+        raise MetadataError(str(error)) from None
 
 
 def _known(where, path, labels):
@@ -207,9 +209,10 @@ def to_lists(metadata_dir, out_dir, datasets=None):
             if folder is None:
                 continue
             entries, _ = read_metadata(folder)
-            for entry in entries:
-                if entry.path != "".join(entry.path.split()):
-                    raise MetadataError(f"{folder}: path {entry.path!r} holds whitespace, which label lists cannot")
+            for entry in entries:   # lists are TAB-separated: spaces in a path are kept, TABs cannot be
+                if "\t" in entry.path or entry.path != entry.path.strip():
+                    raise MetadataError(f"{folder}: path {entry.path!r} holds a TAB or surrounding whitespace, "
+                                        f"which label lists cannot")
             out_file = os.path.join(out_dir, dataset, f"{split}.txt")
             os.makedirs(os.path.dirname(out_file), exist_ok=True)
             write_label_list(out_file, entries)

@@ -41,7 +41,7 @@ from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.atomic import make_folder, write_npy, write_npz
 from utils.evaluation.report import MARKDOWN_FILE, write_report
 from utils.evaluation.results import building, mark_latest, new_result_dir
-from utils.evaluation.scorer import cam_file_name
+from utils.evaluation.scorer import cam_file_name, write_frame
 from utils.evaluation.visualization import readable_example, save_examples
 
 BEST_CHECKPOINT = "min-val-error-top1"
@@ -159,6 +159,7 @@ class EvaluationPass:
             self.metrics["parts"] = part_analyzer.compute({"cam_threshold": args.cam_threshold,
                                                            "best": self.metrics["sweep"]["best_threshold"]})
         if self.save_cams:
+            write_frame(self.save_cams, args.final_size)
             write_label_list(os.path.join(self.save_cams, SAVED_CAMS_LABELS), self.saved_cams)
             logger.info(f"{len(self.saved_cams)} CAMs written to {self.save_cams}; score them with: python -m "
                         f"utils.evaluation.scorer --cam_dir {self.save_cams} --label_file "

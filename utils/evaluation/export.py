@@ -30,7 +30,7 @@ from models.layers import to_nhwc
 from models.wsol_model import WSOLModel
 from utils.atomic import atomic_folder, write_json, write_text
 from utils.compat import tf
-from utils.config import config_dict, model_spec, run_config
+from utils.config import config_dict, model_spec, resolve_log_dir, run_config
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.cam import fusion_rule
 from utils.evaluation.predict import class_names_of
@@ -134,11 +134,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m utils.evaluation.export",
                                      description="Export a trained run as a TensorFlow SavedModel.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint)")
+    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint); a bare "
+                        "name goes under train_log/, as in train.py")
     source.add_argument("--load", help="a checkpoint inside a run folder")
     parser.add_argument("--out", required=True, help="new folder for the SavedModel")
     args = parser.parse_args(argv)
-    run = run_config(args.load or args.log_dir)
+    run = run_config(args.load or resolve_log_dir(args.log_dir))
     checkpoint = export(run, args.out)
     print(f"exported {checkpoint} -> {args.out} (signatures serving_default, cam_of_class)")
     return 0

@@ -34,7 +34,7 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
 from utils.atomic import atomic_folder, write_image, write_npy
-from utils.config import run_config
+from utils.config import resolve_log_dir, run_config
 from utils.data.labels import read_class_names
 from utils.data.transforms import centre_crop_view, crop_boxes_to_original, decode_image
 from utils.errors import UserError, exit_on_user_error
@@ -357,7 +357,8 @@ def build_parser():
         description="Top-5 classes, CAM and box of a trained run on any images (model and class names "
                     "from the run's config.json and words.txt).")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint)")
+    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint); a bare "
+                        "name goes under train_log/, as in train.py")
     source.add_argument("--load", help="a checkpoint inside a run folder")
     p.add_argument("images", nargs="+", help="image files, folders (recursive) or lists (.txt/.tsv/.lst)")
     p.add_argument("--out", required=True, help="output folder")
@@ -381,7 +382,7 @@ def main(argv=None):
     if args.cam_threshold is not None and not 0 <= args.cam_threshold < 1:
         raise PredictError(f"--cam_threshold must be in [0, 1), got {args.cam_threshold}")
     paths = collect_images(args.images, args.image_root)
-    run = run_config(args.load or args.log_dir, gpu_present=compat.gpu_available())
+    run = run_config(args.load or resolve_log_dir(args.log_dir), gpu_present=compat.gpu_available())
     records, skipped = predict_images(run, paths, args.out, args.cam_class, args.cam_threshold, args.view,
                                       args.batch_size, args.save_cams)
     note = f" ({len(skipped)} unreadable, skipped: {os.path.join(args.out, 'skipped.tsv')})" if skipped else ""

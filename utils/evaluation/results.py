@@ -55,7 +55,9 @@ def building(result_dir):
         shutil.rmtree(temp, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir(result_dir)
-        if isinstance(error, OSError) and not isinstance(error, OutputError):
+        if isinstance(error, OutputError):   # name the result folder, not its temporary name
+            raise OutputError(str(error).replace(temp, result_dir)) from None
+        if isinstance(error, OSError):
             raise OutputError(f"cannot write the result folder {result_dir}: {error.strerror or error}") from None
         raise
 

@@ -58,7 +58,7 @@ def read_npz(path, arch=None):
         where = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else f"{MODEL_ZOO_URL} (see README)"
         raise PretrainedWeightsError(f"pretrained weights file not found: {path} (download {where})")
     try:
-        with np.load(path) as npz:
+        with np.load(path, allow_pickle=False) as npz:   # never unpickle a downloaded file
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, AttributeError) as error:
         raise PretrainedWeightsError(f"{path}: not a readable npz file ({error})") from None
