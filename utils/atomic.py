@@ -24,6 +24,7 @@ import tempfile
 from utils.errors import UserError
 
 TEMP_SUFFIX = ".tmp"
+_fdopen = os.fdopen   # (tests replace it by a file object that fills the disk)
 
 
 class OutputError(UserError, OSError):
@@ -52,6 +53,8 @@ def make_folder(path):
     """``os.makedirs(path, exist_ok=True)``, a failure as an ``OutputError`` naming ``path``."""
     try:
         os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create the folder {path}: a file of that name is in the way") from None
     except OSError as error:
         raise OutputError(f"cannot create the folder {path}: {_reason(error)}") from None
     if not os.path.isdir(path):
@@ -78,7 +81,7 @@ def atomic_open(path, mode="w", newline=None, encoding="utf-8", sync=True):
     try:
         os.fchmod(handle, _FILE_MODE)
         binary = "b" in mode
-        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else
+        with _fdopen(handle, "wb" if binary else "w", **({} if binary else
                                                           {"newline": newline, "encoding": encoding})) as f:
             yield f
             f.flush()

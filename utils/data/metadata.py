@@ -43,7 +43,7 @@ import sys
 import cv2
 import numpy as np
 
-from utils.atomic import write_text
+from utils.atomic import atomic_folder, write_text
 from utils.data.labels import LabelEntry, LabelListError, numbered_lines, read_label_list, write_label_list
 from utils.errors import UserError, exit_on_user_error
 
@@ -181,8 +181,10 @@ def write_metadata(folder, entries, sizes):
                 texts.append(text)
                 truncated += cut
             boxes.append(",".join([entry.path, *texts]) + "\n")
-    for name, lines in ((IMAGE_IDS, ids), (CLASS_LABELS, labels), (IMAGE_SIZES, image_sizes), (LOCALIZATION, boxes)):
-        write_text(os.path.join(folder, name), "".join(lines), newline="\n")
+    with atomic_folder(folder, replace=True) as building:   # the four files together, or none
+        for name, lines in ((IMAGE_IDS, ids), (CLASS_LABELS, labels), (IMAGE_SIZES, image_sizes),
+                            (LOCALIZATION, boxes)):
+            write_text(os.path.join(building, name), "".join(lines), newline="\n")
     return truncated
 
 
