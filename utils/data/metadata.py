@@ -216,7 +216,6 @@ def to_lists(metadata_dir, out_dir, datasets=None):
                     raise MetadataError(f"{folder}: path {entry.path!r} holds a TAB or surrounding whitespace, "
                                         f"which label lists cannot")
             out_file = os.path.join(out_dir, dataset, f"{split}.txt")
-            os.makedirs(os.path.dirname(out_file), exist_ok=True)
             write_label_list(out_file, entries)
             print(f"{folder} -> {out_file}: {len(entries)} images, {sum(len(e.boxes) for e in entries)} boxes")
             written.append(out_file)
