@@ -37,9 +37,10 @@ from utils.evaluation.localization import normalize_cam, resize_cam
 from utils.evaluation.parts import PartAnalyzer
 from utils.training.checkpoints import checkpoint_to_evaluate, verify_checkpoint
 from utils.training.pretrained import CheckpointInit
-from utils.evaluation.report import write_report
-from utils.evaluation.results import mark_latest, new_result_dir
-from utils.evaluation.scorer import cam_file_name
+from utils.atomic import make_folder, write_npy, write_npz
+from utils.evaluation.report import MARKDOWN_FILE, write_report
+from utils.evaluation.results import building, mark_latest, new_result_dir
+from utils.evaluation.scorer import cam_file_name, write_frame
 from utils.evaluation.visualization import readable_example, save_examples
 
 SAVED_CAMS_LABELS = "labels.txt"
@@ -104,6 +105,8 @@ class EvaluationPass:
                                      num_classes=args.number_of_class)
         evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
         part_analyzer = PartAnalyzer()
+        if self.save_cams:
+            make_folder(self.save_cams)   # an unwritable folder fails before the pass, not after
         crop = (args.final_size, args.final_size)
         dataflow.reset_state()
         with get_tqdm(total=len(dataflow.entries), desc=desc) as progress:
@@ -141,6 +144,7 @@ class EvaluationPass:
             self.metrics["parts"] = part_analyzer.compute({"cam_threshold": args.cam_threshold,
                                                            "best": self.metrics["sweep"]["best_threshold"]})
         if self.save_cams:
+            write_frame(self.save_cams, args.final_size)
             write_label_list(os.path.join(self.save_cams, SAVED_CAMS_LABELS), self.saved_cams)
             logger.info(f"{len(self.saved_cams)} CAMs written to {self.save_cams}; score them with: python -m "
                         f"utils.evaluation.scorer --cam_dir {self.save_cams} --label_file "
@@ -184,10 +188,11 @@ def evaluate(args):
         metrics["held_out_tau"] = {"label_file": tau_file, "bad_images": held_out["bad_images"],
                                    **held_out_selection(held_out, metrics, split_name)}
     result_dir = new_result_dir(args.log_dir, checkpoint)
-    paths = write_report(result_dir, metrics, config_dict(args), evaluation.records, class_names)
-    save_examples(os.path.join(result_dir, "examples"), evaluation.panels)
-    save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), evaluation.example_cams)
-    with open(paths["metrics.md"]) as f:
+    with building(result_dir) as folder:
+        write_report(folder, metrics, config_dict(args), evaluation.records, class_names)
+        save_examples(os.path.join(folder, "examples"), evaluation.panels)
+        save_example_arrays(os.path.join(folder, "examples", "cams.npz"), evaluation.example_cams)
+    with open(os.path.join(result_dir, MARKDOWN_FILE)) as f:
         print(f.read())
     mark_latest(result_dir)
     print(f"Results written to {result_dir} (result/latest points to it)", flush=True)
@@ -202,8 +207,7 @@ def class_name(class_names, index):
 def save_cam(cam_dir, image, cam):
     """``cam_dir/<image without extension>.npy`` (the standalone scorer's layout)."""
     path = os.path.join(cam_dir, cam_file_name(image))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, np.asarray(cam, np.float32))
+    write_npy(path, np.asarray(cam, np.float32))
 
 
 def save_example_arrays(path, example_cams):
@@ -211,7 +215,7 @@ def save_example_arrays(path, example_cams):
     names = sorted(example_cams)
     if not names:
         return
-    np.savez_compressed(path, names=np.array(names),
+    write_npz(path, names=np.array(names),
                         images=np.stack([example_cams[n][0] for n in names]),
                         cams=np.stack([example_cams[n][1] for n in names]),
                         pred_boxes=np.stack([example_cams[n][3] for n in names]),
