@@ -11,8 +11,8 @@ pretraining corpus (``utils.data.pretrain_corpus``), written in the model-zoo fi
    the backbone (VGG16-GAP ``vgg16.npz``: the 26 ``conv1_1/W`` ... ``conv5_3/b``; ResNet50-SE
    ``ImageNet-ResNet50-SE.npz``: the 329 ``conv0`` and ``group*/block*`` keys with BN statistics
    and SE ``fc1``/``fc2``, no ``linear``), shapes at the width, from the final checkpoint, and a
-   JSON card beside it (``.json``: corpus parameters, recipe, pretraining val top-1, wall time,
-   sha256 of the npz).  Both files are written whole or not at all.
+   JSON card beside it (``.json``: corpus parameters, recipe, pretraining val top-1, wall time of
+   this invocation and the global step it resumed from, sha256 of the npz).  Both files are written whole or not at all.
 
 No TensorFlow at import (the demo and the study read ``zoo_file``); ``main`` sets it up.
 
@@ -26,8 +26,7 @@ import os
 import sys
 import time
 
-import numpy as np
-
+from utils.atomic import write_json, write_npz
 from utils.data import pretrain_corpus
 from utils.errors import UserError, exit_on_user_error
 from utils.training.launch import REPO
@@ -36,8 +35,8 @@ ZOO_DIR = os.path.join(REPO, "models", "synthetic_zoo")
 BACKBONE_NAMES = {"resnet": "resnet50_se", "vgg_gap": "vgg16"}
 # Recipe per backbone (from scratch, as the demo's: VGG16-GAP needs gradient clipping).
 RECIPES = {
-    "resnet": {"epochs": 8, "base_lr": 0.05, "clip_gradients": 0.0, "lr_decay_epochs": [5, 7]},
-    "vgg_gap": {"epochs": 8, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [6]},
+    "resnet": {"batch": 64, "epochs": 5, "base_lr": 0.05, "clip_gradients": 0.0, "lr_decay_epochs": [4]},
+    "vgg_gap": {"batch": 32, "epochs": 4, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [3]},
 }
 TINY = {"epochs": 1, "steps_per_epoch": 2, "batch": 8, "size": 32, "corpus_num_train_per_class": 1,
         "corpus_num_val_per_class": 1, "corpus_size": 64, "corpus_hues": 4}
@@ -62,7 +61,8 @@ def build_parser():
     p.add_argument("--arch", default="resnet", choices=tuple(RECIPES), help="backbone")
     p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
     p.add_argument("--size", type=int, default=64, help="network input size (crops of the corpus images)")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=None, help="default: " + ", ".join(
+        f"{a} {r['batch']}" for a, r in RECIPES.items()))
     p.add_argument("--epochs", type=int, default=None, help="default: " + ", ".join(
         f"{a} {r['epochs']}" for a, r in RECIPES.items()))
     p.add_argument("--base_lr", type=float, default=None)
@@ -141,18 +141,6 @@ def backbone_arrays(spec, checkpoint):
     return {name: reader.get_tensor(name) for name in names}
 
 
-def write_atomically(path, write):
-    """``write(file object)`` into a temporary file beside ``path``, then rename it to ``path``."""
-    temp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temp, "wb") as f:
-            write(f)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
 def sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -163,10 +151,9 @@ def sha256(path):
 
 def write_zoo_file(path, arrays, card):
     """The npz (keys sorted) and, after it, its card with the npz's sha256 added."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_atomically(path, lambda f: np.savez(f, **{key: arrays[key] for key in sorted(arrays)}))
+    write_npz(path, **{key: arrays[key] for key in sorted(arrays)})
     card = dict(card, npz=os.path.basename(path), sha256=sha256(path), keys=len(arrays))
-    write_atomically(card_file(path), lambda f: f.write((json.dumps(card, indent=2, sort_keys=True) + "\n").encode()))
+    write_json(card_file(path), card, indent=2, sort_keys=True)
     return card
 
 
@@ -174,7 +161,7 @@ def main(argv=None):
     from utils import compat  # first: TensorFlow set-up
     from utils.compat import tf
     from utils.config import model_spec, parse_command_line, resolve as resolve_train
-    from utils.training.loop import train
+    from utils.training.loop import latest_checkpoint, train
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = resolve(build_parser().parse_args(argv), argv)
@@ -191,6 +178,7 @@ def main(argv=None):
     train_args, explicit = parse_command_line(flags)
     resolve_train(train_args, corpus["num_classes"], gpu_present=compat.gpu_available(), explicit=explicit)
     print(f"[pretrain] training: train.py {' '.join(flags)}", flush=True)
+    resumed = latest_checkpoint(train_args.log_dir)
     train(train_args)
     checkpoint = tf.train.latest_checkpoint(train_args.log_dir)
     if checkpoint is None:
@@ -203,7 +191,8 @@ def main(argv=None):
             "recipe": {"train_py_flags": flags[:flags.index("--log_dir")] + flags[flags.index("--log_dir") + 2:],
                        "command": "python -m utils.pretrain " + " ".join(argv)},
             "checkpoint": os.path.basename(checkpoint), "global_step": step,
-            "pretraining_val_top1": round(top1, 2), "wall_time_seconds": round(time.time() - start, 1)}
+            "pretraining_val_top1": round(top1, 2), "wall_time_seconds": round(time.time() - start, 1),
+            "resumed_from_global_step": resumed[1] if resumed else None}
     card = write_zoo_file(path, arrays, card)
     print(f"[pretrain] {path}: {card['keys']} keys, pretraining val top-1 {top1:.1f}% "
           f"(global step {step}), sha256 {card['sha256'][:12]}; card {card_file(path)}")

@@ -41,6 +41,7 @@ import time
 import cv2
 import numpy as np
 
+from utils.atomic import write_image, write_json, write_text
 from utils.data.labels import LabelEntry, write_label_list
 from utils.data.synthetic import (HEAD_SHAPES, JPEG_QUALITY, background, draw_distractors, hsv_to_bgr, mask_box,
                                   worker_init)
@@ -179,10 +180,8 @@ def _write_image(task):
     image, box = render(sample_rng(params["seed"], split, index), label, params["hues"], params["size"],
                         params["min_scale"], params["max_scale"])
     relative_path = f"{class_dir_name(label, params['hues'])}/{split}_{index:06d}.jpg"
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    assert ok, relative_path
-    with open(os.path.join(out, "images", relative_path), "wb") as f:
-        f.write(encoded.tobytes())
+    write_image(os.path.join(out, "images", relative_path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+                sync=False)
     return LabelEntry(relative_path, label, box[None])
 
 
@@ -207,14 +206,11 @@ def generate(out, workers=None, **params):
             entries = pool.map(_write_image, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
     write_label_list(os.path.join(out, "train.txt"), entries[:counts["train"]])
     write_label_list(os.path.join(out, "val.txt"), entries[counts["train"]:])
-    with open(os.path.join(out, "words.txt"), "w") as f:
-        for label in range(num_classes):
-            f.write(f"{label} {class_dir_name(label, params['hues'])}\n")
+    write_text(os.path.join(out, "words.txt"),
+               "".join(f"{label} {class_dir_name(label, params['hues'])}\n" for label in range(num_classes)))
     record = dict(params, corpus_version=CORPUS_VERSION, num_classes=num_classes,
                   generation_seconds=round(time.time() - start, 1))
-    with open(params_file + ".tmp", "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(params_file + ".tmp", params_file)   # last: marks a complete set
+    write_json(params_file, record, indent=2, sort_keys=True)   # last: marks a complete set
     return record
 
 
