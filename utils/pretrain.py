@@ -161,7 +161,8 @@ def main(argv=None):
     from utils import compat  # first: TensorFlow set-up
     from utils.compat import tf
     from utils.config import model_spec, parse_command_line, resolve as resolve_train
-    from utils.training.loop import latest_checkpoint, train
+    from utils.training.checkpoints import newest_restorable_checkpoint
+    from utils.training.loop import train
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = resolve(build_parser().parse_args(argv), argv)
@@ -178,7 +179,7 @@ def main(argv=None):
     train_args, explicit = parse_command_line(flags)
     resolve_train(train_args, corpus["num_classes"], gpu_present=compat.gpu_available(), explicit=explicit)
     print(f"[pretrain] training: train.py {' '.join(flags)}", flush=True)
-    resumed = latest_checkpoint(train_args.log_dir)
+    resumed = newest_restorable_checkpoint(train_args.log_dir)
     train(train_args)
     checkpoint = tf.train.latest_checkpoint(train_args.log_dir)
     if checkpoint is None:
