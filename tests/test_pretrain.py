@@ -154,7 +154,7 @@ def test_committed_file_has_the_model_zoo_keys_and_fills_every_backbone_variable
 
 
 FINE_TUNE_SYNTH = dict(num_classes=10, num_train=320, num_val=100, size=96, seed=4)
-FINE_TUNE_MARGIN = 25.0   # points of val Top-1 Cls (measured: see docs/pretraining.md)
+FINE_TUNE_MARGIN = 15.0   # points of val Top-1 Cls (measured 50 vs 24: docs/pretraining.md)
 
 
 def short_run_val_top1(data_dir, log_dir, *extra):
