@@ -5,11 +5,13 @@ a run's ``config.json`` for ``--evaluate`` and resume.
 No TensorFlow here: configurations can be parsed, compared and printed without a graph.
 """
 import argparse
+import glob
 import json
 import os
 from dataclasses import asdict
 
 from utils.errors import ConfigError
+from utils.training.cluster import resolve_cluster
 from utils.flags import (apply_presets, build_parser, canonicalize, check_methods, check_ranges, inherit,
                          spec_kwargs)
 from models.spec import ModelSpec
@@ -55,8 +57,7 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
     check_ranges(args)
     if args.log_dir is None:
         args.log_dir = f"{args.dataset_name}_{args.arch_name}_{args.method_name}"
-    if os.sep not in args.log_dir and not args.log_dir.startswith("."):
-        args.log_dir = os.path.join("train_log", args.log_dir)
+    args.log_dir = resolve_log_dir(args.log_dir)
     if explicit is not None:
         config_file = run_config_file(args)
         if config_file is not None:
@@ -77,7 +78,6 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
     if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
         raise ConfigError(f"--lr_decay_epochs must be positive epochs, got {args.lr_decay_epochs}")
     if args.trainer.startswith("distributed"):
-        from utils.training.distributed import resolve_cluster
         resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
     if args.gpu is not None and args.cpu_towers != 1:
         raise ConfigError("--cpu_towers is for runs without --gpu (one tower per GPU otherwise)")
@@ -175,6 +175,17 @@ def config_dict(args):
     return record
 
 
+LOG_ROOT = "train_log"
+
+
+def resolve_log_dir(log_dir):
+    """Where ``--log_dir`` is: a bare name (no path separator, not starting with ``.``) goes
+    under ``train_log/``; any other path is taken as given."""
+    if os.sep not in log_dir and not log_dir.startswith("."):
+        return os.path.join(LOG_ROOT, log_dir)
+    return log_dir
+
+
 def run_config(log_dir_or_ckpt, gpu_present=False):
     """The resolved configuration of a trained run, read from its ``config.json``, as
     ``--evaluate`` resolves it (``inherit_run_config``).
@@ -183,6 +194,8 @@ def run_config(log_dir_or_ckpt, gpu_present=False):
     ``load``).  Placement (GPUs, trainer, cluster, data format) is this machine's.
     """
     path = os.path.normpath(log_dir_or_ckpt)
+    if not os.path.isdir(path) and not glob.glob(glob.escape(path) + ".*"):
+        raise ConfigError(f"{log_dir_or_ckpt}: no such run folder or checkpoint")
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
     config_file = os.path.join(run_dir, RUN_CONFIG)
     if not os.path.isfile(config_file):
