@@ -88,7 +88,11 @@ def _cam_threshold(args, env):
 
 
 def _positions(args, env):
-    return list(method(args.method_name).positions[args.arch_name])
+    defaults = method(args.method_name).positions or {}
+    if args.arch_name not in defaults:
+        raise ConfigError(f"--gating_position is needed: {args.method_name} has no default positions on "
+                          f"{args.arch_name}")
+    return list(defaults[args.arch_name])
 
 
 def _data_format(args, env):
