@@ -172,7 +172,7 @@ def evaluate(args):
     verify_checkpoint(checkpoint)
     logger.info(f"Evaluating {checkpoint}")
     predictor, num_heads = make_predictor(args, checkpoint)
-    label_file, image_root = split_paths(args, "val")
+    label_file, image_root = split_paths(args, args.val_split)
     masks = mask_folder(args)
     held_out, split_name = None, None
     if args.tau_split:
