@@ -40,7 +40,7 @@ from utils.atomic import write_json, write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.flags import FLAGS
 from utils.training.launch import RunError, train_and_evaluate
-from models.spec import canonical_method
+from models.methods.registry import canonical_method
 
 TRIAL_SPLIT = "train_fullsup"
 TEST_SPLIT = "val"
