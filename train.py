@@ -48,7 +48,7 @@ def evaluates_after_training(args):
 def rerun_command(argv):
     """The command line that runs this program again with the same flags."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return shlex.join([os.path.basename(sys.executable), sys.argv[0]] + argv)
+    return shlex.join([sys.executable, sys.argv[0]] + argv)   # the interpreter running now (a venv's)
 
 
 def main(argv=None):

@@ -64,7 +64,7 @@ def test_scores_records_and_metrics_of_exact_cams():
 
 def test_cam_writer_round_trips_through_the_standalone_scorer(tmp_path):
     cam_dir = str(tmp_path / "cams")
-    writer = CamWriter(cam_dir)
+    writer = CamWriter(cam_dir, SIZE)
     scores = Scores(0.5, sweep_thresholds(100), None, SIZE, "list.txt")
     metrics = run_consumers(images(), scores, [writer])
     assert os.path.isfile(os.path.join(cam_dir, "a", "one.npy")) and os.path.isfile(os.path.join(cam_dir, "b", "two.npy"))

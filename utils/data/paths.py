@@ -84,12 +84,25 @@ def run_class_names_file(args):
     return dataset_class_names_file(args.dataset_name, args.data_dir, args.label_dir)
 
 
-def prepare_hint(path):
-    """The command that prepares the data set a path belongs to (found by a path
-    component named like a known data set), or a generic hint."""
-    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
-    for position in range(len(parts) - 1, -1, -1):
-        command = PREPARE_COMMANDS.get(parts[position])
-        if command is not None:
-            return command.format(root=os.sep.join(parts[:position + 1]))
-    return "the data set's preparation step (see README)"
+CLASS_NAME_FILES = (CLASS_NAMES_FILE, "wnids.txt")
+
+
+def prepare_hint(image_root):
+    """The command that prepares the data set whose image root is ``image_root``
+    (``<data_dir>/<NAME>/images``, or ILSVRC's ``<data_dir>/ILSVRC``), or a generic hint; a
+    relative path names the working directory it is relative to."""
+    folder = os.path.normpath(image_root)
+    if os.path.basename(folder) == "images":
+        folder = os.path.dirname(folder)
+    command = PREPARE_COMMANDS.get(os.path.basename(folder))
+    hint = command.format(root=folder) if command else "the data set's preparation step (see README)"
+    if not os.path.isabs(image_root):
+        hint += f" ({image_root} is relative to the working directory {os.getcwd()})"
+    return hint
+
+
+def lists_beside(label_file):
+    """The split names of the label lists in ``label_file``'s folder (class-name files left out)."""
+    folder = os.path.dirname(label_file) or "."
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(os.path.splitext(n)[0] for n in names if n.endswith(".txt") and n not in CLASS_NAME_FILES)

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.atomic import make_folder, write_npy, write_npz
 from utils.data.labels import LabelEntry, write_label_list
 from utils.data.masks import MaskError, object_pixels
 from utils.evaluation.localization import normalize_cam
 from utils.evaluation.metrics import WSOLEvaluator
 from utils.evaluation.parts import PartAnalyzer
 from utils.evaluation.pxap import NoForegroundError
-from utils.evaluation.scorer import cam_file_name
+from utils.evaluation.scorer import cam_file_name, write_frame
 from utils.evaluation.visualization import readable_example, save_examples
 
 SAVED_CAMS_LABELS = "labels.txt"
@@ -115,20 +116,22 @@ class PartAnalysis:
 
 
 class CamWriter:
-    """Every CAM as ``cam_dir/<image without extension>.npy`` (float32, crop frame) and, at the
-    end, the GT boxes in that frame as ``cam_dir/labels.txt``."""
+    """Every CAM as ``cam_dir/<image without extension>.npy`` (float32, crop frame of
+    ``final_size``) and, at the end, the frame (``utils.evaluation.scorer.write_frame``) and the
+    GT boxes in that frame as ``cam_dir/labels.txt``.  The folder is made at once, so an
+    unwritable one fails before the pass, not after."""
 
-    def __init__(self, cam_dir):
-        self.cam_dir, self.entries = cam_dir, []
+    def __init__(self, cam_dir, final_size):
+        self.cam_dir, self.final_size, self.entries = cam_dir, final_size, []
         self.labels_file = os.path.join(cam_dir, SAVED_CAMS_LABELS)
+        make_folder(cam_dir)
 
     def add(self, image, record):
-        path = os.path.join(self.cam_dir, cam_file_name(image.path))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.save(path, np.asarray(image.cam, np.float32))
+        write_npy(os.path.join(self.cam_dir, cam_file_name(image.path)), np.asarray(image.cam, np.float32))
         self.entries.append(LabelEntry(image.path, record["label"], image.gt_boxes))
 
     def finish(self, metrics):
+        write_frame(self.cam_dir, self.final_size)
         write_label_list(self.labels_file, self.entries)
 
 
@@ -163,8 +166,8 @@ class ExamplePanels:
         names = sorted(self.arrays)
         if not names:
             return
-        np.savez_compressed(os.path.join(folder, "cams.npz"), names=np.array(names),
-                            images=np.stack([self.arrays[n][0] for n in names]),
-                            cams=np.stack([self.arrays[n][1] for n in names]),
-                            pred_boxes=np.stack([self.arrays[n][3] for n in names]),
-                            gt_boxes=np.array([self.arrays[n][2][0] for n in names]))
+        write_npz(os.path.join(folder, "cams.npz"), names=np.array(names),
+                  images=np.stack([self.arrays[n][0] for n in names]),
+                  cams=np.stack([self.arrays[n][1] for n in names]),
+                  pred_boxes=np.stack([self.arrays[n][3] for n in names]),
+                  gt_boxes=np.array([self.arrays[n][2][0] for n in names]))

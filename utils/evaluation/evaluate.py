@@ -38,8 +38,8 @@ from utils.evaluation.consumers import (CamWriter, ExamplePanels, ImageCam, Part
                                         sweep_thresholds)
 from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.localization import resize_cam
-from utils.evaluation.report import write_report
-from utils.evaluation.results import mark_latest, new_result_dir
+from utils.evaluation.report import MARKDOWN_FILE, write_report
+from utils.evaluation.results import building, mark_latest, new_result_dir
 from utils.training.checkpoints import checkpoint_to_evaluate, verify_checkpoint
 from utils.training.pretrained import CheckpointInit
 
@@ -150,7 +150,7 @@ def evaluate(args):
                                       inputs.masks, desc="held-out τ")
     panels = ExamplePanels(args.number_of_examples, inputs.class_names, args.cam_threshold)
     consumers = [PartAnalysis(inputs.parts, args.final_size, args.cam_threshold)] if inputs.parts else []
-    cam_writer = CamWriter(args.save_cams) if args.save_cams else None
+    cam_writer = CamWriter(args.save_cams, args.final_size) if args.save_cams else None
     consumers += [cam_writer] if cam_writer else []
     metrics, scores = evaluation_pass(args, predictor, num_heads, inputs.label_file, inputs.image_root, inputs.masks,
                                       consumers + [panels], args.number_of_val)
@@ -164,9 +164,10 @@ def evaluate(args):
         metrics["held_out_tau"] = {"label_file": inputs.tau_split[1], "bad_images": held_out["bad_images"],
                                    **held_out_selection(held_out, metrics, inputs.tau_split[0])}
     result_dir = new_result_dir(args.log_dir, checkpoint)
-    paths = write_report(result_dir, metrics, config_dict(args), scores.records, inputs.class_names)
-    panels.save(os.path.join(result_dir, "examples"))
-    with open(paths["metrics.md"]) as f:
+    with building(result_dir) as folder:
+        write_report(folder, metrics, config_dict(args), scores.records, inputs.class_names)
+        panels.save(os.path.join(folder, "examples"))
+    with open(os.path.join(result_dir, MARKDOWN_FILE)) as f:
         print(f.read())
     mark_latest(result_dir)
     print(f"Results written to {result_dir} (result/latest points to it)", flush=True)

@@ -30,11 +30,13 @@ import json
 import os
 import re
 import shutil
+from datetime import datetime
 
 from tensorpack.callbacks import MinSaver, ModelSaver
 from tensorpack.utils import logger
 from tensorflow.python.training import checkpoint_management
 
+from utils.atomic import OutputError, write_bytes
 from utils.compat import tf
 from utils.errors import UserError
 
@@ -157,7 +159,17 @@ def checkpoint_to_evaluate(args):
 
 
 class VerifiedModelSaver(ModelSaver):
-    """``ModelSaver``: save, verify, then record in the ``checkpoint`` index file and prune."""
+    """``ModelSaver``: save, verify, then record in the ``checkpoint`` index file and prune.
+    The graph file ``graph-<time>.meta`` of the run's start is written whole or not at all."""
+
+    def _before_train(self):
+        path = os.path.join(self.checkpoint_dir, f"graph-{datetime.now().strftime('%m%d-%H%M%S')}.meta")
+        meta_graph = self.saver.export_meta_graph(collection_list=self.graph.get_all_collection_keys())
+        try:
+            write_bytes(path, meta_graph.SerializeToString())
+        except OutputError as error:
+            raise CheckpointSaveError(f"{error}; no checkpoint was written yet. Free space or fix the folder, "
+                                      f"then rerun the same command") from None
 
     def _trigger(self):
         previous = last_saved_checkpoint(self.checkpoint_dir)

@@ -7,7 +7,6 @@ are skipped with the reason, ``utils.training.checkpoints``) with the right epoc
 step, learning rate and MinSaver state.  Saves are verified before they are published.
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
-import json
 import os
 import shutil
 
@@ -20,6 +19,7 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import fix_rng_seed
 
 from models.wsol_model import WSOLModel
+from utils.atomic import write_json
 from utils.training import trainers
 from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
@@ -130,8 +130,7 @@ def _train(args):
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
-    with open(os.path.join(args.log_dir, "config.json"), "w") as f:
-        json.dump(config_dict(args), f, indent=2, default=str)
+    write_json(os.path.join(args.log_dir, "config.json"), config_dict(args), indent=2, default=str)
     copy_class_names(args)
     towers = num_towers(args)
     per_tower_batch = args.batch_size // towers
