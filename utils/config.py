@@ -63,6 +63,7 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
             inherit_run_config(args, explicit, config_file)
     check_methods(args, explicit)
     apply_presets(args, class_list_size=class_list_size, gpu_present=gpu_present)
+    args.steps_per_epoch = steps_per_epoch(args)   # recorded as used, never None
     if args.use_pretrained_model and not args.pretrained and args.width_multiplier != 1.0:
         raise ConfigError(f"--use_pretrained_model loads the model-zoo weights, which fit --width_multiplier 1.0 "
                           f"only (got {args.width_multiplier}); drop one of them")

@@ -8,7 +8,6 @@ step, learning rate and MinSaver state.  Saves are verified before they are publ
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
-import shutil
 
 import numpy as np
 from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, QueueInput,
@@ -19,10 +18,10 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import fix_rng_seed
 
 from models.wsol_model import WSOLModel
-from utils.atomic import write_json
+from utils.atomic import write_bytes, write_json
 from utils.training import trainers
 from utils.compat import tf
-from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
+from utils.config import RUN_CONFIG, config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
 from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
 from utils.data.paths import dataset_paths
@@ -114,6 +113,7 @@ def callbacks(args, per_tower_batch, resume_step=None):
         ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch, args.lr_decay_epochs)),
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
+        WriteRunRecord(args),
     ]
 
 
@@ -123,7 +123,23 @@ def copy_class_names(args):
     label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
     names = os.path.join(os.path.dirname(label_file), CLASS_NAMES_FILE)
     if os.path.isfile(names):
-        shutil.copyfile(names, os.path.join(args.log_dir, CLASS_NAMES_FILE))
+        with open(names, "rb") as f:
+            write_bytes(os.path.join(args.log_dir, CLASS_NAMES_FILE), f.read())
+
+
+class WriteRunRecord(Callback):
+    """The run's record (``config.json``, ``words.txt``) is written after this process's first
+    training step, not before: a run that fails before it trains records nothing (and pins no
+    flag), and a rerun that trains nothing leaves the record as it was."""
+
+    def __init__(self, args):
+        self.args, self.written = args, False
+
+    def _trigger_step(self):
+        if not self.written:
+            write_json(os.path.join(self.args.log_dir, RUN_CONFIG), config_dict(self.args), indent=2, default=str)
+            copy_class_names(self.args)
+            self.written = True
 
 
 def train(args):
@@ -139,8 +155,6 @@ def _train(args):
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
-    write_json(os.path.join(args.log_dir, "config.json"), config_dict(args), indent=2, default=str)
-    copy_class_names(args)
     towers = num_towers(args)
     per_tower_batch = args.batch_size // towers
     spe = steps_per_epoch(args)
