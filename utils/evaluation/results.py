@@ -9,11 +9,13 @@ atomically when an evaluation has written everything).  Tools read results throu
 still reads.  TensorFlow-free.
 """
 import contextlib
+import json
 import os
 import re
 import shutil
 
 from utils.atomic import OutputError, make_folder, temp_folder_beside
+from utils.evaluation.report import METRICS_FILE
 
 RESULT_ROOT = "result"
 LATEST = "latest"
@@ -70,6 +72,47 @@ def mark_latest(result_dir):
         os.remove(temp)
     os.symlink(os.path.basename(result_dir), temp)
     os.replace(temp, os.path.join(root, LATEST))
+
+
+def partial_note(record):
+    """Why a ``{"config", "metrics"}`` record is not a complete evaluation of its list, or ``None``
+    when it is: ``--number_of_val N`` evaluates the first N images only.  The evaluation settings
+    (images, τ and its source, fusion, masks, protocol) are part of a result's identity: a tool
+    that picks "the" result of a run takes a complete one, or says which one it took."""
+    number = (record.get("config") or {}).get("number_of_val")
+    if number is None:
+        return None
+    images = (record.get("metrics") or {}).get("num_images", number)
+    return f"partial evaluation: the first {images} images (--number_of_val {number})"
+
+
+def evaluation_settings(record):
+    """The evaluation settings of a record, as one line: images, τ and where it came from,
+    CAM fusion and masks (the protocol tables are all in every metrics.json)."""
+    config, metrics = record.get("config") or {}, record.get("metrics") or {}
+    tau_source = metrics.get("tau_chosen_on") or "fixed"
+    masks = metrics.get("mask_dir") or "none"
+    return (f"{metrics.get('num_images')} images, τ {metrics.get('cam_threshold')} (best τ searched on "
+            f"{tau_source}), fusion {config.get('cam_fusion')}, masks {masks}")
+
+
+def complete_results(log_dir):
+    """``[(metrics.json path, record)]`` of a run's readable evaluations, newest first, the
+    complete ones (``partial_note`` is None) before the partial ones."""
+    root = os.path.join(log_dir, RESULT_ROOT)
+    found = []
+    for path in [os.path.join(root, METRICS_FILE)] + [os.path.join(root, name, METRICS_FILE) for name in
+                                                       (os.listdir(root) if os.path.isdir(root) else [])
+                                                       if name != LATEST]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and "metrics" in record:
+            found.append((path, record))
+    found.sort(key=lambda item: os.path.getmtime(item[0]), reverse=True)
+    return sorted(found, key=lambda item: partial_note(item[1]) is not None)
 
 
 def latest_result_dir(log_dir):
