@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, new_session
 from test_training import train_command
 
-pytestmark = pytest.mark.duration(55)  # seconds, for the scheduler (conftest.py)
+pytestmark = pytest.mark.duration(110)  # seconds, for the scheduler (conftest.py)
 
 TINY = dict(num_classes=4, num_train=64, num_val=16, size=64, seed=5)
 EPOCHS, STEPS = 3, 2   # checkpoints model-2, model-4, model-6
