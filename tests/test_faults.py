@@ -77,6 +77,26 @@ def test_verify_checkpoint_names_each_fault(trained_run, tmp_path):
         verify_checkpoint(str(run / "min-val-error-top1"))
 
 
+def test_which_checkpoint_each_use_takes(trained_run, tmp_path):
+    """Resume: the newest that restores; evaluation: --load, else the best, else the last saved."""
+    from types import SimpleNamespace
+    from utils.training.checkpoints import (CheckpointError, checkpoint_to_evaluate, last_saved_checkpoint,
+                                            newest_restorable_checkpoint)
+    run = copy_run(trained_run, tmp_path / "run")
+    args = SimpleNamespace(load=None, log_dir=str(run))
+    assert checkpoint_to_evaluate(args) == str(run / "min-val-error-top1")
+    assert checkpoint_to_evaluate(SimpleNamespace(load="x/model-2", log_dir=str(run))) == "x/model-2"
+    for path in glob.glob(str(run / "min-val-error-top1.*")):
+        os.remove(path)
+    truncate(data_file(run / "model-6"))
+    assert last_saved_checkpoint(str(run)) == str(run / "model-6") == checkpoint_to_evaluate(args)
+    assert newest_restorable_checkpoint(str(run)) == (str(run / "model-4"), 4)
+    empty = SimpleNamespace(load=None, log_dir=str(tmp_path / "empty"))
+    assert last_saved_checkpoint(empty.log_dir) is None and newest_restorable_checkpoint(empty.log_dir) is None
+    with pytest.raises(CheckpointError, match="no checkpoint to evaluate in .*empty"):
+        checkpoint_to_evaluate(empty)
+
+
 def test_resume_falls_back_to_the_newest_checkpoint_that_restores(data_dir, trained_run, tmp_path):
     run = copy_run(trained_run, tmp_path / "run")
     truncate(data_file(run / "model-6"))          # a save cut short by a full disk

@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict
 
 from utils.errors import ConfigError
+from utils.training.cluster import resolve_cluster
 from utils.flags import (apply_presets, build_parser, canonicalize, check_methods, check_ranges, inherit,
                          spec_kwargs)
 from models.spec import ModelSpec
@@ -78,7 +79,6 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
     if args.lr_decay_epochs and min(args.lr_decay_epochs) < 1:
         raise ConfigError(f"--lr_decay_epochs must be positive epochs, got {args.lr_decay_epochs}")
     if args.trainer.startswith("distributed"):
-        from utils.training.distributed import resolve_cluster
         resolve_cluster(args)  # --cluster SPEC; --job / --task may come from a TF_CONFIG-style file
     if args.gpu is not None and args.cpu_towers != 1:
         raise ConfigError("--cpu_towers is for runs without --gpu (one tower per GPU otherwise)")

@@ -24,7 +24,7 @@ from tabulate import tabulate
 from utils.atomic import write_image, write_json, write_text
 from utils.boxes import box_iou
 from utils.data.labels import read_class_names, read_label_list
-from utils.data.paths import dataset_paths
+from utils.data.paths import dataset_class_names_file, dataset_paths
 from utils.data.synthetic import DEFAULT_VARIANT, PART_HEAD, VARIANTS, ensure_synthetic, mask_box, mask_path
 from utils.data.transforms import eval_boxes
 from utils.errors import UserError, exit_on_user_error
@@ -194,7 +194,8 @@ def write_comparison_grid(args, path):
               for m in args.methods}
     label_file, _ = dataset_paths("SYNTH", args.data_dir, split="val")
     labels = {os.path.splitext(os.path.basename(e.path))[0]: e.label for e in read_label_list(label_file)}
-    class_names = read_class_names(os.path.join(args.data_dir, "SYNTH", "words.txt"))
+    names_file = dataset_class_names_file("SYNTH", args.data_dir)
+    class_names = read_class_names(names_file) if names_file else None
     first = arrays[args.methods[0]]
     rows = []
     for i, name in enumerate(first["names"][:min(len(arrays[m]["names"]) for m in args.methods)]):
@@ -202,7 +203,8 @@ def write_comparison_grid(args, path):
         methods = {m: (arrays[m]["cams"][i], arrays[m]["pred_boxes"][i],
                        float(box_iou([arrays[m]["pred_boxes"][i]], [gt])[0, 0])) for m in args.methods}
         label = labels[str(name).split("_", 1)[1]]
-        rows.append(comparison_row(first["images"][i], gt, methods, f"class {label}: {class_names[label]}"))
+        caption = f"class {label}: {class_names[label]}" if class_names else f"class {label}"
+        rows.append(comparison_row(first["images"][i], gt, methods, caption))
     if rows:
         write_image(path, comparison_grid(rows, args.methods))
 

@@ -25,10 +25,9 @@ from tensorpack.utils.utils import get_tqdm
 
 from models.wsol_model import WSOLModel
 from utils.evaluation.cam import fuse_heads, fusion_rule
-from utils.compat import tf
 from utils.config import config_dict, model_spec
 from utils.data.dataflow import get_eval_dataflow
-from utils.data.paths import dataset_paths
+from utils.data.paths import run_class_names_file, split_paths
 from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
 from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels, part_mask_dir
@@ -36,29 +35,15 @@ from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import LabelEntry, read_class_names, write_label_list
 from utils.evaluation.localization import normalize_cam, resize_cam
 from utils.evaluation.parts import PartAnalyzer
-from utils.training.checkpoints import verify_checkpoint
-from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
+from utils.training.checkpoints import checkpoint_to_evaluate, verify_checkpoint
+from utils.training.pretrained import CheckpointInit
 from utils.atomic import make_folder, write_npy, write_npz
 from utils.evaluation.report import MARKDOWN_FILE, write_report
 from utils.evaluation.results import building, mark_latest, new_result_dir
 from utils.evaluation.scorer import cam_file_name, write_frame
 from utils.evaluation.visualization import readable_example, save_examples
 
-BEST_CHECKPOINT = "min-val-error-top1"
 SAVED_CAMS_LABELS = "labels.txt"
-
-
-def checkpoint_to_evaluate(args):
-    """--load, else ``min-val-error-top1`` in the log folder, else its newest checkpoint."""
-    if args.load:
-        return args.load
-    best = os.path.join(args.log_dir, BEST_CHECKPOINT)
-    if os.path.isfile(best + ".index"):
-        return best
-    latest = tf.train.latest_checkpoint(args.log_dir) if os.path.isdir(args.log_dir) else None
-    if latest is None:
-        raise PretrainedWeightsError(f"no checkpoint to evaluate in {args.log_dir} (train first or pass --load)")
-    return latest
 
 
 def make_predictor(args, checkpoint, extra_outputs=()):
@@ -98,7 +83,7 @@ def tau_split_list(args):
     split folder), else a split name resolved like ``val`` (e.g. ``train_fullsup``)."""
     if os.path.exists(args.tau_split):
         return args.tau_split, args.tau_split
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split=args.tau_split)
+    label_file, _ = split_paths(args, args.tau_split)
     return args.tau_split, label_file
 
 
@@ -187,14 +172,14 @@ def evaluate(args):
     verify_checkpoint(checkpoint)
     logger.info(f"Evaluating {checkpoint}")
     predictor, num_heads = make_predictor(args, checkpoint)
-    label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
+    label_file, image_root = split_paths(args, "val")
     masks = mask_folder(args)
     held_out, split_name = None, None
     if args.tau_split:
         split_name, tau_file = tau_split_list(args)
         held_out = EvaluationPass(predictor, num_heads, args, masks).run(tau_file, image_root, desc="held-out τ")
-    class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
-    class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
+    class_names_file = run_class_names_file(args)
+    class_names = read_class_names(class_names_file) if class_names_file else None
     evaluation = EvaluationPass(predictor, num_heads, args, masks, class_names, args.save_cams, part_folder(args))
     metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
     metrics["checkpoint"] = checkpoint

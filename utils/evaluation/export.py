@@ -34,7 +34,7 @@ from utils.config import config_dict, model_spec, resolve_log_dir, run_config
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.cam import fusion_rule
 from utils.evaluation.predict import class_names_of
-from utils.evaluation.evaluate import checkpoint_to_evaluate
+from utils.training.checkpoints import checkpoint_to_evaluate
 from utils.training.pretrained import CheckpointInit
 
 TOP_K = 5

@@ -36,14 +36,15 @@ from tensorpack.utils.utils import get_tqdm
 from utils.atomic import atomic_folder, write_image, write_npy
 from utils.config import resolve_log_dir, run_config
 from utils.data.labels import read_class_names
+from utils.data.paths import run_class_names_file
 from utils.data.transforms import centre_crop_view, crop_boxes_to_original, decode_image
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.cam import fuse_heads, fusion_rule
-from utils.evaluation.evaluate import checkpoint_to_evaluate, make_predictor
+from utils.evaluation.evaluate import make_predictor
 from utils.evaluation.localization import normalize_cam, reference_box, resize_cam
 from utils.evaluation.report import METRICS_FILE, read_metrics
 from utils.evaluation.visualization import prediction_overlay
-from utils.training.loop import CLASS_NAMES_FILE
+from utils.training.checkpoints import checkpoint_to_evaluate
 
 VIEWS = ("resize", "centre_crop")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -58,22 +59,19 @@ class PredictError(UserError, ValueError):
 # --------------------------------------------------------------------------- the run
 
 def class_names_of(args):
-    """Class names of a run: its own ``words.txt``, else the one beside its train list,
-    else ``None``.  A model with more outputs than names (ResNet50-SE on CUB has 1000, as
+    """Class names of a run (``run_class_names_file``: its own ``words.txt``, else its data
+    set's), else ``None``.  A model with more outputs than names (ResNet50-SE on CUB has 1000, as
     released) names the extra classes by their index, with a warning."""
-    from utils.data.paths import dataset_paths
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
-    for path in (os.path.join(args.log_dir, CLASS_NAMES_FILE), os.path.join(os.path.dirname(label_file),
-                                                                            CLASS_NAMES_FILE)):
-        if os.path.isfile(path):
-            names = read_class_names(path)
-            if len(names) > args.number_of_class:
-                raise PredictError(f"{path}: {len(names)} class names for a {args.number_of_class}-class model")
-            if len(names) < args.number_of_class:
-                logger.warn(f"{path} names {len(names)} of the model's {args.number_of_class} classes; "
-                            f"classes {len(names)}-{args.number_of_class - 1} are named by their index")
-            return names + [str(i) for i in range(len(names), args.number_of_class)]
-    return None
+    path = run_class_names_file(args)
+    if path is None:
+        return None
+    names = read_class_names(path)
+    if len(names) > args.number_of_class:
+        raise PredictError(f"{path}: {len(names)} class names for a {args.number_of_class}-class model")
+    if len(names) < args.number_of_class:
+        logger.warn(f"{path} names {len(names)} of the model's {args.number_of_class} classes; "
+                    f"classes {len(names)}-{args.number_of_class - 1} are named by their index")
+    return names + [str(i) for i in range(len(names), args.number_of_class)]
 
 
 def evaluated_threshold(log_dir):
