@@ -259,7 +259,8 @@ def evaluate_in_process(data_dir, run, capfd, *extra):
     """``train.py --evaluate`` in this process (no second TensorFlow start-up): (code, out, err)."""
     import train
     code = train.main(train_command(data_dir, run, "--evaluate", "--number_of_val", "8",
-                                    "--number_of_examples", "1", *extra, arch="vgg_gap")[2:])
+                                    "--number_of_examples", "1", *extra, epochs=EPOCHS, steps=STEPS,
+                                    arch="vgg_gap")[2:])
     out, err = capfd.readouterr()
     return code, out, err
 
@@ -420,7 +421,7 @@ def test_a_failed_write_is_one_line_naming_the_path_and_leaves_nothing_partial(w
     else:
         (folder / "blocker").write_text("a regular file")
         target = folder / "blocker" / "target"
-        words = "a file of that name is in the way"
+        words = "is in the way"
     with pytest.raises(OutputError) as error:
         _writers()[writer](str(target))
     message = str(error.value)
@@ -527,6 +528,22 @@ def test_a_bare_rerun_of_a_finished_run_keeps_its_recipe_and_a_larger_epoch_exte
     assert "Start Epoch 4 " in result.stdout + result.stderr and "Start Epoch 3 " not in result.stdout + result.stderr
     record = json.loads((run / "config.json").read_text())
     assert (record["epoch"], record["steps_per_epoch"], record["seed"]) == (4, STEPS, 1)
+    # the milestones the 3 epochs were trained with (scaled to 3 epochs: 1, 2), not rescaled to 4
+    assert record["lr_decay_epochs"] == [1, 2]
+
+
+def test_evaluate_records_the_run_s_own_training_settings(data_dir, trained_run, tmp_path, capfd):
+    import json
+    import train
+    run = copy_run(trained_run, tmp_path / "run")
+    assert train.main(["--log_dir", str(run), "--evaluate", "--data_dir", str(data_dir), "--workers", "0",
+                       "--number_of_val", "4"]) == 0
+    capfd.readouterr()
+    config = json.loads((run / "result" / "latest" / "metrics.json").read_text())["config"]
+    trained = json.loads((run / "config.json").read_text())
+    for key in ("epoch", "seed", "steps_per_epoch", "batch_size", "base_lr", "lr_decay_epochs", "arch_name"):
+        assert config[key] == trained[key], key
+    assert (config["epoch"], config["seed"], config["steps_per_epoch"]) == (EPOCHS, 1, STEPS)
 
 
 def test_a_run_that_fails_before_its_first_step_records_nothing(data_dir, tmp_path):
