@@ -22,7 +22,7 @@ from models.spec import METHODS, canonical_method
 from utils.atomic import write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.report import read_metrics
-from utils.evaluation.results import complete_results, evaluation_settings, latest_result_dir, partial_note
+from utils.evaluation.results import complete_results, evaluation_settings, identity_note, latest_result_dir
 
 PUBLISHED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_results.json")
 COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
@@ -77,7 +77,7 @@ def load_run(log_dir):
     if missing:
         raise RunResultError(f"{path}: config lacks {', '.join(missing)}")
     config, metrics = run["config"], run["metrics"]
-    notes = [note for note in (setting_note(config), partial_note(run)) if note]
+    notes = [note for note in (setting_note(config), identity_note(run)) if note]
     return {"method": _method_name(config["method"]), "dataset": config["dataset"], "arch": config["arch"],
             "source": f"this project ({log_dir})", "published": False, "setting": "; ".join(notes),
             "result": path, "evaluation": evaluation_settings(run),

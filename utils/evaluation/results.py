@@ -8,6 +8,7 @@ atomically when an evaluation has written everything).  Tools read results throu
 ``latest_result_dir``; a run evaluated before this layout (``result/metrics.json`` directly)
 still reads.  TensorFlow-free.
 """
+import argparse
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 
 from utils.atomic import OutputError, make_folder, temp_folder_beside
 from utils.evaluation.report import METRICS_FILE
+from utils.flags import flag
 
 RESULT_ROOT = "result"
 LATEST = "latest"
@@ -74,6 +76,36 @@ def mark_latest(result_dir):
     os.replace(temp, os.path.join(root, LATEST))
 
 
+# Flags whose value changes what an evaluation measures (besides --number_of_val: partial_note).
+EVALUATION_IDENTITY = ("cam_threshold", "number_of_cam_curve_interval", "mask_dir", "tau_split", "cam_fusion")
+
+
+def nondefault_settings(record):
+    """``[(flag, value)]`` of a record's evaluation settings that differ from a default evaluation
+    of its run (a flag's default, or its preset for the run, e.g. the released τ)."""
+    config = record.get("config") or {}
+    run = argparse.Namespace(**config)
+    found = []
+    for name in EVALUATION_IDENTITY:
+        if name not in config:
+            continue
+        declared = flag(name)
+        try:
+            expected = declared.preset(run, {}) if declared.preset else declared.default
+        except AttributeError:   # a record without the fields the preset reads
+            continue
+        if declared.normalize(config[name]) != declared.normalize(expected):
+            found.append((name, config[name]))
+    return found
+
+
+def identity_note(record):
+    """``None`` for a complete evaluation at the default settings, else what differs (one line)."""
+    notes = [note for note in [partial_note(record)] if note]
+    notes += [f"--{name} {value}" for name, value in nondefault_settings(record)]
+    return "; ".join(notes) or None
+
+
 def partial_note(record):
     """Why a ``{"config", "metrics"}`` record is not a complete evaluation of its list, or ``None``
     when it is: ``--number_of_val N`` evaluates the first N images only.  The evaluation settings
@@ -97,8 +129,8 @@ def evaluation_settings(record):
 
 
 def complete_results(log_dir):
-    """``[(metrics.json path, record)]`` of a run's readable evaluations, newest first, the
-    complete ones (``partial_note`` is None) before the partial ones."""
+    """``[(metrics.json path, record)]`` of a run's readable evaluations, newest first: complete
+    ones at the default settings, then complete ones at other settings, then partial ones."""
     root = os.path.join(log_dir, RESULT_ROOT)
     found = []
     for path in [os.path.join(root, METRICS_FILE)] + [os.path.join(root, name, METRICS_FILE) for name in
@@ -112,7 +144,7 @@ def complete_results(log_dir):
         if isinstance(record, dict) and "metrics" in record:
             found.append((path, record))
     found.sort(key=lambda item: os.path.getmtime(item[0]), reverse=True)
-    return sorted(found, key=lambda item: partial_note(item[1]) is not None)
+    return sorted(found, key=lambda item: (partial_note(item[1]) is not None, bool(nondefault_settings(item[1]))))
 
 
 def latest_result_dir(log_dir):
