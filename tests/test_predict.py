@@ -350,8 +350,13 @@ def test_a_failed_export_leaves_nothing_and_its_rerun_is_not_refused(trained, tm
         real_save(self, *args, **kwargs)                     # the variables are written, then the disk is full
         raise tf.errors.ResourceExhaustedError(None, None, "saved_model.pb; No space left on device")
 
-    monkeypatch.setattr(tf.saved_model.builder.SavedModelBuilder, "save", full_disk)
     from utils.errors import exit_on_user_error
+    (tmp_path / "a_file").write_text("x\n")
+    assert exit_on_user_error("export", main, ["--log_dir", str(log_dir), "--out", str(tmp_path / "a_file" / "sm")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f"export: error: cannot create the folder {tmp_path / 'a_file'}: a file of that name is in the way"
+    os.remove(tmp_path / "a_file")
+    monkeypatch.setattr(tf.saved_model.builder.SavedModelBuilder, "save", full_disk)
     assert exit_on_user_error("export", main, ["--log_dir", str(log_dir), "--out", str(tmp_path / "sm")]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == f"export: error: cannot write the SavedModel {tmp_path / 'sm'}: saved_model.pb; No space left on device"
