@@ -77,7 +77,8 @@ def mark_latest(result_dir):
 
 
 # Flags whose value changes what an evaluation measures (besides --number_of_val: partial_note).
-EVALUATION_IDENTITY = ("cam_threshold", "number_of_cam_curve_interval", "mask_dir", "tau_split", "cam_fusion")
+EVALUATION_IDENTITY = ("val_split", "cam_threshold", "number_of_cam_curve_interval", "mask_dir", "tau_split",
+                       "cam_fusion")
 
 
 def nondefault_settings(record):
