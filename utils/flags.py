@@ -17,7 +17,9 @@ Kinds:
   ``model``       decides the graph; ``--evaluate`` and resume take it from the run's config.json,
                   and a typed value that contradicts it is a one-line ConfigError;
   ``run``         where the data is and how heads are fused: taken from config.json unless typed;
-  ``training``    the training recipe (the same for every step of a run);
+  ``training``    the training recipe, fixed at a run's first step: resume and ``--evaluate`` take it
+                  from config.json, and a typed value that contradicts it is a one-line ConfigError
+                  (except a larger ``--epoch`` when training, which extends the run);
   ``start``       how this process starts (checkpoint to load, first epoch);
   ``evaluation``  what the evaluation computes and writes;
   ``placement``   where and on what the process runs (devices, trainer, cluster, layout, folder).
