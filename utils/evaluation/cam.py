@@ -19,13 +19,16 @@ Fusion rules for E2Net's parallel OSE heads (DESIGN.md section 3):
                                averaged gradient with the heads' mean before fusing;
 ``'max'``                      per-pixel max of the per-head CAMs (the fusion drawn
                                in the paper's figure);
-``'mean'``                     per-pixel mean of the per-head CAMs.
+``'mean'``                     per-pixel mean of the per-head CAMs;
+``'max_normalised'``           per-pixel max of the per-head CAMs, each min-max
+                               normalised first (a flat map becomes 0): ACoL's rule
+                               (wsolevaluation) for its branches A and B.
 
 A single head gives its own CAM under every rule.
 """
 import numpy as np
 
-FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean")
+FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean", "max_normalised")
 RELEASED_FUSION_RULES = {"vgg_gap": "mean_weights_max_maps", "resnet": "mean_weights_first_max"}
 
 
@@ -47,6 +50,16 @@ def class_activation_maps(features, fc_weights, class_indices):
         raise ValueError(f"{len(class_indices)} class indices for {len(features)} images")
     class_weights = np.asarray(fc_weights)[:, class_indices]          # [C, B]
     return np.einsum("bhwc,cb->bhw", features, class_weights)
+
+
+def minmax_normalised(cams):
+    """CAMs ``[H, W]`` or ``[B, H, W]`` each scaled to [0, 1] (flat or non-finite maps -> 0)."""
+    cams = np.asarray(cams, dtype=np.float64)
+    axes = (-2, -1)
+    low, high = cams.min(axis=axes, keepdims=True), cams.max(axis=axes, keepdims=True)
+    valid = np.isfinite(low) & np.isfinite(high) & (high > low)
+    span = np.where(valid, high - low, 1.0)
+    return np.where(valid, (cams - np.where(valid, low, 0.0)) / span, 0.0)
 
 
 def released_fusion_rule(arch):
@@ -89,4 +102,6 @@ def fuse_heads(head_features, head_weights, class_index, rule):
     if rule == "mean_weights_first_max":
         head_weights = [np.mean([np.asarray(w) for w in head_weights], axis=0)] + list(head_weights[1:])
     head_cams = [cam_of(f, w, class_index) for f, w in zip(head_features, head_weights)]
+    if rule == "max_normalised":
+        return np.max([minmax_normalised(cam) for cam in head_cams], axis=0)
     return np.mean(head_cams, axis=0) if rule == "mean" else np.max(head_cams, axis=0)

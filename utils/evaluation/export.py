@@ -27,7 +27,7 @@ import os
 
 from tensorpack.tfutils.tower import TowerContext
 
-from models.layers import to_nhwc
+from models.layers import class_maps, minmax_normalise, to_nhwc
 from models.wsol_model import WSOLModel
 from utils.compat import tf
 from utils.config import config_dict, model_spec, run_config
@@ -45,27 +45,23 @@ class ExportError(UserError, ValueError):
     """An export that cannot be written (one line naming the folder or rule)."""
 
 
-def _class_cams(features, weights, classes):
-    """``[B, h, w]``: ``features [B, h, w, C] . weights[:, classes[b]]`` per image."""
-    class_weights = tf.transpose(tf.gather(weights, classes, axis=1))          # [B, C]
-    return tf.einsum("bhwc,bc->bhw", features, class_weights)
-
-
 def fused_cam(head_features, head_weights, classes, rule):
     """TensorFlow twin of ``utils.evaluation.cam.fuse_heads`` for a batch (NHWC features)."""
     if len(head_features) == 1:
-        return _class_cams(head_features[0], head_weights[0], classes)
+        return class_maps(head_features[0], head_weights[0], classes)
     if rule == "mean_weights_max_maps":
-        return _class_cams(tf.reduce_max(tf.stack(head_features), axis=0),
-                           tf.reduce_mean(tf.stack(head_weights), axis=0), classes)
+        return class_maps(tf.reduce_max(tf.stack(head_features), axis=0),
+                          tf.reduce_mean(tf.stack(head_weights), axis=0), classes)
     if rule == "mean_weights_first_max":   # released ResNet rule (main, issue 16): max(mean(W)·F_3x3, W_1x3·F_1x3, ...)
         head_weights = [tf.reduce_mean(tf.stack(head_weights), axis=0)] + list(head_weights[1:])
         rule = "max"
-    cams = tf.stack([_class_cams(f, w, classes) for f, w in zip(head_features, head_weights)])
+    cams = tf.stack([class_maps(f, w, classes) for f, w in zip(head_features, head_weights)])
     if rule == "max":
         return tf.reduce_max(cams, axis=0)
     if rule == "mean":
         return tf.reduce_mean(cams, axis=0)
+    if rule == "max_normalised":
+        return tf.reduce_max(tf.stack([minmax_normalise(cam) for cam in tf.unstack(cams)]), axis=0)
     raise ExportError(f"CAM fusion rule {rule!r} has no TensorFlow version in utils/evaluation/export.py")
 
 

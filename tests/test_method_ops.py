@@ -1,0 +1,224 @@
+"""The training-time operations of HaS, CutMix, ACoL, SPG and FSL against hand-computed arrays
+(fixed draws in place of the random ones), and ACoL's CAM rule in numpy and TensorFlow."""
+import numpy as np
+import pytest
+from tensorpack.tfutils.tower import TowerContext
+
+from conftest import new_session
+from models.acol import acol_keep_mask
+from models.cutmix import cutmix, cutmix_box, cutmix_cross_entropy, draw_cutmix
+from models.fsl import pixel_bce
+from models.has import hide_and_seek
+from models.spg import MIN_FOREGROUND, masked_bce, spg_mask, upsample
+from utils.compat import tf
+from utils.evaluation.cam import fuse_heads, minmax_normalised
+from utils.evaluation.export import fused_cam
+
+
+def run(fn, *arrays, training=None, seed=None):
+    """``fn(*constants)`` evaluated in a fresh graph (inside a TowerContext when ``training`` is set)."""
+    with tf.Graph().as_default():
+        if seed is not None:
+            tf.set_random_seed(seed)
+        tensors = [tf.constant(a) for a in arrays]
+        if training is None:
+            out = fn(*tensors)
+        else:
+            with TowerContext("", is_training=training):
+                out = fn(*tensors)
+        with new_session() as sess:
+            return sess.run(out)
+
+
+# --------------------------------------------------------------------------- HaS
+
+IMAGE_6 = np.arange(2 * 6 * 6 * 2, dtype=np.float32).reshape(2, 6, 6, 2) + 1.0
+
+
+def test_has_hides_exactly_the_drawn_cells():
+    """6x6 image, 4-pixel cells: a 2x2 grid whose last row/column of cells is 2 pixels wide."""
+    hidden = np.array([[[True, False], [False, True]],
+                       [[False, False], [True, False]]])
+    out = run(lambda x, h: hide_and_seek(x, 4, 0.5, hidden=h), IMAGE_6, hidden, training=True)
+    keep = np.ones((2, 6, 6), np.float32)
+    keep[0, :4, :4] = 0       # image 0, cell (0, 0): rows 0-3, columns 0-3
+    keep[0, 4:, 4:] = 0       # image 0, cell (1, 1): rows 4-5, columns 4-5
+    keep[1, 4:, :4] = 0       # image 1, cell (1, 0): rows 4-5, columns 0-3
+    np.testing.assert_array_equal(out, IMAGE_6 * keep[..., None])
+
+
+def test_has_fills_hidden_cells_with_zero_of_the_normalised_image_and_draws_at_the_rate():
+    """drop_rate 1 hides every cell (uniform <= 1), i.e. all zeros = the mean colour."""
+    np.testing.assert_array_equal(run(lambda x: hide_and_seek(x, 4, 1.0), IMAGE_6, training=True), 0 * IMAGE_6)
+
+
+@pytest.mark.parametrize("training, grid", [(False, 4), (None, 4), (True, 0)])
+def test_has_is_identity_at_inference_and_with_grid_0(training, grid):
+    np.testing.assert_array_equal(run(lambda x: hide_and_seek(x, grid, 1.0), IMAGE_6, training=training), IMAGE_6)
+
+
+# --------------------------------------------------------------------------- CutMix
+
+def _draws(lam, centre, permutation=(1, 0), apply=True):
+    return {"apply": tf.constant(apply), "lam": tf.constant(lam, tf.float32),
+            "centre": tf.constant(centre, tf.int32), "permutation": tf.constant(permutation, tf.int32)}
+
+
+@pytest.mark.parametrize("lam, centre, expected", [
+    (0.75, (1, 6), [0, 4, 3, 8]),    # side floor(8 * 0.5) = 4, half 2: rows -1..3 -> 0..3, cols 4..8
+    (0.0, (4, 4), [0, 0, 8, 8]),     # side 8: the whole image
+    (0.5, (7, 0), [5, 0, 8, 2]),     # side floor(8 * 0.7071) = 5, half 2: rows 5..9 -> 5..8, cols -2..2 -> 0..2
+    (1.0, (3, 3), [3, 3, 3, 3]),     # side 0: an empty box
+])
+def test_cutmix_box_is_clipped_around_the_centre(lam, centre, expected):
+    box = run(lambda: cutmix_box(8, 8, tf.constant(lam), tf.constant(centre, tf.int32)))
+    np.testing.assert_array_equal(box, expected)
+
+
+def test_cutmix_pastes_the_permuted_images_and_weights_by_the_pasted_area():
+    images = np.stack([np.zeros((8, 8, 1)), np.ones((8, 8, 1))]).astype(np.float32)
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], np.float32)
+    labels = np.array([0, 2], np.int32)
+
+    def graph(x, lg, lb):
+        mixed, permutation, weight = cutmix(x, _draws(0.75, (1, 6)))
+        return mixed, weight, cutmix_cross_entropy(lg, lb, permutation, weight)
+
+    mixed, weight, loss = run(graph, images, logits, labels)
+    inside = np.zeros((8, 8, 1), np.float32)
+    inside[0:3, 4:8] = 1
+    np.testing.assert_array_equal(mixed[0], inside)          # image 0 gets image 1's pixels in the box
+    np.testing.assert_array_equal(mixed[1], 1 - inside)      # and image 1 image 0's
+    assert weight == pytest.approx(12 / 64)                  # the clipped box: 3 x 4 pixels
+
+    def xentropy(targets):
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return -np.mean(log_p[np.arange(2), targets])
+    assert loss == pytest.approx((1 - 12 / 64) * xentropy(labels) + 12 / 64 * xentropy(labels[[1, 0]]), rel=1e-6)
+
+
+def test_cutmix_without_mixing_leaves_images_and_weight_zero():
+    images = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
+    mixed, weight = run(lambda x: cutmix(x, _draws(0.3, (4, 4), apply=False))[::2], images)
+    np.testing.assert_array_equal(mixed, images)
+    assert weight == 0
+
+
+def test_cutmix_draws_lambda_from_beta_and_mixes_with_the_probability():
+    def graph():
+        draws = [draw_cutmix(4, 8, 8, 1.0, 1.0) for _ in range(400)]
+        never = draw_cutmix(4, 8, 8, 1.0, 0.0)
+        return ([d["lam"] for d in draws], [d["centre"] for d in draws], [d["apply"] for d in draws],
+                never["apply"], draws[0]["permutation"])
+    lams, centres, applied, never, permutation = run(graph, seed=1)
+    lams = np.array(lams)
+    assert ((lams > 0) & (lams < 1)).all() and abs(lams.mean() - 0.5) < 0.06   # Beta(1, 1): mean 1/2, std/sqrt(400) = 0.014
+    assert np.array(centres).min() >= 0 and np.array(centres).max() <= 7
+    assert all(applied) and not never
+    assert sorted(permutation) == [0, 1, 2, 3]
+
+
+# --------------------------------------------------------------------------- ACoL
+
+def test_acol_erases_where_the_normalised_map_reaches_the_threshold():
+    class_map = np.array([[[0.0, 1.0], [2.0, 4.0]],      # normalised [0 .25; .5 1]
+                          [[3.0, 3.0], [3.0, 3.0]]],     # flat: nothing to erase
+                         np.float32)
+    keep = run(lambda m: acol_keep_mask(m, 0.5), class_map)
+    np.testing.assert_array_equal(keep, [[[1, 1], [0, 0]], [[1, 1], [1, 1]]])
+    keep = run(lambda m: acol_keep_mask(m, 0.7), class_map)
+    np.testing.assert_array_equal(keep[0], [[1, 1], [1, 0]])
+
+
+def test_acol_cam_is_the_max_of_the_normalised_branch_cams_in_numpy_and_tensorflow():
+    """Branch CAMs (1x1 features, weights = the map values): A [0 2; 4 8] -> [0 .25; .5 1],
+    B [3 1; 1 1] -> [1 0; 0 0]; fused [1 .25; .5 1]."""
+    features_a = np.array([[[0.0], [2.0]], [[4.0], [8.0]]], np.float32)
+    features_b = np.array([[[3.0], [1.0]], [[1.0], [1.0]]], np.float32)
+    weights = np.array([[1.0, -1.0]], np.float32)                   # class 1 flips the sign
+    expected = np.array([[1.0, 0.25], [0.5, 1.0]])
+    np.testing.assert_allclose(fuse_heads([features_a, features_b], [weights, weights], 0, "max_normalised"), expected)
+    batch = [np.stack([f, f]) for f in (features_a, features_b)]
+    classes = np.array([0, 1], np.int32)
+    numpy_cams = fuse_heads(batch, [weights, weights], classes, "max_normalised")
+    tf_cams = run(lambda fa, fb, w, c: fused_cam([fa, fb], [w, w], c, "max_normalised"),
+                  batch[0], batch[1], weights, classes)
+    np.testing.assert_allclose(numpy_cams[0], expected)
+    # class 1: -A -> [1 .75; .5 0], -B -> [0 1; 1 1]
+    np.testing.assert_allclose(numpy_cams[1], [[1.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(tf_cams, numpy_cams, rtol=1e-6)
+
+
+def test_minmax_normalised_flat_and_non_finite_maps_are_zero():
+    cams = np.array([[[1.0, 1.0]], [[np.nan, 1.0]], [[1.0, 3.0]]])
+    np.testing.assert_array_equal(minmax_normalised(cams), [[[0, 0]], [[0, 0]], [[0, 1]]])
+
+
+# --------------------------------------------------------------------------- SPG
+
+def _spg_attention():
+    """Three 8x8 maps (64 pixels):
+    0: 32 pixels 0.9, 16 pixels 0.3, 16 pixels 0.005  -> 32 pass 0.7: no fallback;
+    1: 4 pixels 0.6, 10 pixels 0.5, 50 pixels 0.2      -> none pass 0.7: fallback > 0.7 * 0.6 = 0.42;
+    2: 20 pixels 0.02, 44 pixels 0.004                 -> fallback > 0.014, but all are below low 0.05."""
+    maps = np.zeros((3, 64), np.float32)
+    maps[0, :32], maps[0, 32:48], maps[0, 48:] = 0.9, 0.3, 0.005
+    maps[1, :4], maps[1, 4:14], maps[1, 14:] = 0.6, 0.5, 0.2
+    maps[2, :20], maps[2, 20:] = 0.02, 0.004
+    return maps.reshape(3, 8, 8)
+
+
+def test_spg_masks_foreground_background_ignored_with_the_fallback():
+    assert MIN_FOREGROUND == 30
+    attention = _spg_attention()
+    target, valid = run(lambda a: spg_mask(a, 0.7, 0.01), attention)
+    flat_target, flat_valid = target.reshape(3, 64), valid.reshape(3, 64)
+    # image 0: 0.9 foreground, 0.3 ignored, 0.005 background
+    np.testing.assert_array_equal(flat_target[0], [1] * 32 + [0] * 32)
+    np.testing.assert_array_equal(flat_valid[0], [1] * 32 + [0] * 16 + [1] * 16)
+    # image 1: the fallback makes 0.6 and 0.5 foreground; 0.2 is ignored (not < 0.01)
+    np.testing.assert_array_equal(flat_target[1], [1] * 14 + [0] * 50)
+    np.testing.assert_array_equal(flat_valid[1], [1] * 14 + [0] * 50)
+    # image 2 with low 0.05: the fallback's foreground (0.02 > 0.014) is overridden by background
+    target, valid = run(lambda a: spg_mask(a, 0.7, 0.05), attention)
+    np.testing.assert_array_equal(target[2], np.zeros((8, 8)))
+    np.testing.assert_array_equal(valid[2], np.ones((8, 8)))
+    np.testing.assert_array_equal(valid[0].reshape(64), [1] * 32 + [0] * 16 + [1] * 16)
+
+
+def test_spg_fallback_starts_below_30_pixels():
+    """29 pixels above high -> fallback (here to > 0.7 * 0.9 = 0.63, adding the 0.65 pixels);
+    30 pixels -> the high threshold stands."""
+    maps = np.full((2, 64), 0.65, np.float32)
+    maps[0, :29] = 0.9
+    maps[1, :30] = 0.9
+    target, _ = run(lambda a: spg_mask(a, 0.7, 0.01), maps.reshape(2, 8, 8))
+    assert target[0].sum() == 64 and target[1].sum() == 30
+
+
+def test_spg_bce_averages_over_the_valid_pixels_only():
+    logits = np.array([[[2.0, -1.0], [0.0, 5.0]]], np.float32)
+    target = np.array([[[1.0, 0.0], [1.0, 0.0]]], np.float32)
+    valid = np.array([[[1.0, 1.0], [1.0, 0.0]]], np.float32)
+    expected = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(-1.0)), np.log(2.0)])
+    assert run(masked_bce, logits, target, valid) == pytest.approx(expected, rel=1e-6)
+    assert run(masked_bce, logits, target, 0 * valid) == 0
+
+
+def test_upsample_matches_half_pixel_bilinear():
+    """2 -> 4 with half-pixel centres: source coordinates -0.25, 0.25, 0.75, 1.25 clamp to
+    weights r = [0, .25, .75, 1]; map [[0, 1], [2, 3]] -> 2 r_y + r_x."""
+    r = np.array([0.0, 0.25, 0.75, 1.0])
+    out = run(lambda m: upsample(m, 4), np.array([[[0.0, 1.0], [2.0, 3.0]]], np.float32))
+    np.testing.assert_allclose(out[0], 2 * r[:, None] + r[None, :], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- FSL
+
+def test_fsl_pixel_bce_against_the_mask_at_input_size():
+    """Logits 0 -> log 2 everywhere; logits +-3 on a 1x1 map upsample to a constant."""
+    mask = np.zeros((1, 4, 4), np.float32)
+    mask[0, :2] = 1
+    assert run(pixel_bce, np.zeros((1, 2, 2), np.float32), mask) == pytest.approx(np.log(2.0), rel=1e-6)
+    expected = np.mean([np.log1p(np.exp(-3.0))] * 8 + [np.log1p(np.exp(3.0))] * 8)
+    assert run(pixel_bce, np.full((1, 1, 1), 3.0, np.float32), mask) == pytest.approx(expected, rel=1e-6)
