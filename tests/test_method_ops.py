@@ -1,5 +1,7 @@
 """The training-time operations of HaS, CutMix, ACoL, SPG and FSL against hand-computed arrays
 (fixed draws in place of the random ones), and ACoL's CAM rule in numpy and TensorFlow."""
+import os
+
 import numpy as np
 import pytest
 from tensorpack.tfutils.tower import TowerContext
@@ -222,3 +224,39 @@ def test_fsl_pixel_bce_against_the_mask_at_input_size():
     assert run(pixel_bce, np.zeros((1, 2, 2), np.float32), mask) == pytest.approx(np.log(2.0), rel=1e-6)
     expected = np.mean([np.log1p(np.exp(-3.0))] * 8 + [np.log1p(np.exp(3.0))] * 8)
     assert run(pixel_bce, np.full((1, 1, 1), 3.0, np.float32), mask) == pytest.approx(expected, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- FSL data
+
+TINY = {"num_classes": 2, "num_train": 8, "num_val": 4, "num_fullsup_per_class": 3, "size": 48, "seed": 2}
+
+
+def test_fsl_training_batches_carry_masks_cropped_and_flipped_like_the_image(data_dir, monkeypatch):
+    """Every datapoint's mask is the stored mask through the image's own crop and flip, and only
+    the masks of the listed (train_fullsup) images are opened."""
+    import cv2
+    from utils.data import dataflow
+    from utils.data.masks import default_mask_dir, load_mask, mask_file, mask_in_crop, object_pixels
+    from utils.data.paths import dataset_paths
+    from utils.data.labels import read_label_list
+
+    opened = []
+
+    def recording_load_mask(path, expected_hw=None):
+        opened.append(path)
+        return load_mask(path, expected_hw)
+
+    monkeypatch.setattr(dataflow, "load_mask", recording_load_mask)
+    label_file, image_root = dataset_paths("SYNTH", str(data_dir), split="train_fullsup")
+    mask_dir = default_mask_dir(str(data_dir), "SYNTH")
+    source = dataflow.TrainSource(read_label_list(label_file), image_root, seed=0, mask_dir=mask_dir)
+    source.reset_state()
+    for datapoint in source:
+        image, label, _, mask, _ = dataflow.map_train_image_and_mask(datapoint, 32)
+        stored = cv2.imread(datapoint[-1], cv2.IMREAD_UNCHANGED)
+        crop_x, crop_y, flip = datapoint[3:6]
+        np.testing.assert_array_equal(mask, object_pixels(mask_in_crop(stored, 32, (crop_x, crop_y), flip)))
+        assert mask.dtype == np.float32 and image.shape == (32, 32, 3)
+    expected = {mask_file(mask_dir, e.path) for e in read_label_list(label_file)}
+    assert set(opened) == expected and len(opened) == 6
+    assert all(os.path.basename(p).startswith("train_fullsup_") for p in opened)
