@@ -14,12 +14,15 @@ conv5_3 (parameter-free, the map stays 14x14); on ResNet50-SE they take group3's
 """
 from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import AvgPooling, Conv2D, MaxPooling
+from tensorpack.tfutils.argscope import argscope
 
 from models.layers import class_maps, expand_to_channels, minmax_normalise, to_nhwc
 from models.ose import classifier
 
-BRANCHES = ("A", "B")
 BRANCH_WIDTH = 1024
+# wsolevaluation's initialisation of the branches: Xavier-uniform on VGG, He (fan-out) on ResNet.
+INITIALIZERS = {"vgg_gap": tf.glorot_uniform_initializer(),
+                "resnet": tf.variance_scaling_initializer(scale=2.0, mode="fan_out")}
 
 
 def acol_keep_mask(class_map, threshold):
@@ -27,9 +30,9 @@ def acol_keep_mask(class_map, threshold):
     return 1.0 - tf.cast(minmax_normalise(class_map) >= threshold, class_map.dtype)
 
 
-def acol_branch(name, x, width, num_classes):
+def acol_branch(name, x, width, num_classes, initializer):
     """(feature map, logits, FC weights) of one branch in variable scope ``name``."""
-    with tf.variable_scope(name):
+    with tf.variable_scope(name), argscope(Conv2D, kernel_initializer=initializer):
         x = Conv2D("conv1", x, width, 3, activation=tf.nn.relu)
         features = Conv2D("conv2", x, width, 3, activation=tf.nn.relu)
         return (features,) + classifier("linear", features, num_classes)
@@ -48,12 +51,13 @@ def acol_heads(x, spec, label, threshold, is_training):
     (training) or of A's top-1 class."""
     x = acol_input(x, spec.arch)
     width = spec.channels(BRANCH_WIDTH)
-    heads = {"A": acol_branch("acol_a", x, width, spec.num_classes)}
+    branch = {"width": width, "num_classes": spec.num_classes, "initializer": INITIALIZERS[spec.arch]}
+    heads = {"A": acol_branch("acol_a", x, **branch)}
     features_a, logits_a, weights_a = heads["A"]
     classes = label if is_training else tf.argmax(logits_a, axis=1, output_type=tf.int32)
     keep = acol_keep_mask(class_maps(to_nhwc(features_a), weights_a, classes), threshold)
     tf.identity(1.0 - tf.reduce_mean(keep), name="acol_erased_fraction")
-    heads["B"] = acol_branch("acol_b", x * expand_to_channels(keep), width, spec.num_classes)
+    heads["B"] = acol_branch("acol_b", x * expand_to_channels(keep), **branch)
     return heads
 
 

@@ -18,8 +18,10 @@ carry no gradient.  The CAM is the classification head's, as wsolevaluation's.
 """
 from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import Conv2D
+from tensorpack.tfutils.argscope import argscope
 
 from models.layers import class_maps, minmax_normalise, num_channels, to_nhwc
+from models.ose import classifier
 
 MIN_FOREGROUND = 30       # pixels of the upsampled map (wsolevaluation: 224 x 224)
 FALLBACK_RATIO = 0.7
@@ -27,6 +29,8 @@ DEFAULT_THRESHOLDS = ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1))
 HIDDEN_WIDTH = 512        # SPG_C's (and, on VGG, SPG_A_3's) width
 # Tapped positions (models.vgg / models.resnet insertion points) feeding B1 and B2.
 TAPS = {"vgg_gap": ("4", "53"), "resnet": ("31", "36")}
+# The classification head's FC, named like the CAM head of each backbone (models.ose).
+FC_NAMES = {"vgg_gap": "linear", "resnet": "linearnew"}
 
 
 def spg_mask(attention, high, low):
@@ -88,3 +92,20 @@ def spg_losses(cam_features, cam_weights, label, branch_logits, thresholds, size
         target, valid = spg_mask(tf.stop_gradient(guide), high, low)
         losses[name] = tf.identity(masked_bce(up[name], target, valid), name=f"spg_loss_{name}")
     return losses
+
+
+def spg_heads(x, taps, spec):
+    """(``{"3x3": (features, logits, FC weights)}``, branch logits ``{b1, b2, c}``) from the
+    backbone's last map ``x`` and the tapped maps ``taps`` (position -> map, ``TAPS``).
+
+    VGG16-GAP: two new 3x3 convolutions (``spg_a3_1``, ``spg_a3_2``, 512) before the head and C;
+    ResNet50-SE: the head and C on group3's map."""
+    width = spec.channels(HIDDEN_WIDTH)
+    with argscope(Conv2D, kernel_initializer=tf.glorot_uniform_initializer()):
+        if spec.arch == "vgg_gap":
+            for i in (1, 2):
+                x = Conv2D(f"spg_a3_{i}", x, width, 3, activation=tf.nn.relu)
+        b1, b2 = b_branches(*(taps[p] for p in TAPS[spec.arch]))
+        branches = {"b1": b1, "b2": b2, "c": c_branch(x, width)}
+    heads = {"3x3": (x,) + classifier(FC_NAMES[spec.arch], x, spec.num_classes)}
+    return heads, branches

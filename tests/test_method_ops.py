@@ -260,3 +260,58 @@ def test_fsl_training_batches_carry_masks_cropped_and_flipped_like_the_image(dat
     expected = {mask_file(mask_dir, e.path) for e in read_label_list(label_file)}
     assert set(opened) == expected and len(opened) == 6
     assert all(os.path.basename(p).startswith("train_fullsup_") for p in opened)
+
+
+# --------------------------------------------------------------------------- ACoL / SPG graphs
+
+def _tiny_spec(arch):
+    from models.spec import ModelSpec
+    return ModelSpec(arch=arch, method="CAM", num_classes=3, image_size=32, width_multiplier=8 / 1024)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_acol_branch_b_reads_the_map_erased_by_a(training):
+    """B's first convolution gets X x [normalised A-map of the class < threshold]; the class is
+    the label in training and A's top-1 class at inference."""
+    from models.acol import acol_heads
+    x = np.random.RandomState(0).rand(2, 4, 4, 6).astype(np.float32)
+    label = np.array([2, 0], np.int32)
+    with tf.Graph().as_default() as graph:
+        with TowerContext("", is_training=training):
+            heads = acol_heads(tf.constant(x), _tiny_spec("resnet"), tf.constant(label), 0.6, training)
+        b_input = graph.get_operation_by_name("acol_b/conv1/Conv2D").inputs[0]
+        with new_session() as sess:
+            sess.run(tf.global_variables_initializer())
+            features, logits, weights = sess.run(heads["A"])
+            erased = sess.run(b_input)
+    classes = label if training else logits.argmax(axis=1)
+    cams = np.einsum("bhwc,cb->bhw", features, weights[:, classes])
+    keep = minmax_normalised(cams) < 0.6
+    assert 0 < keep.mean() < 1
+    np.testing.assert_allclose(erased, x * keep[..., None], rtol=1e-6)
+
+
+@pytest.mark.parametrize("arch, taps", [("vgg_gap", {"4": (4, 6), "53": (4, 6)}),
+                                         ("resnet", {"31": (4, 10), "36": (4, 10)})])
+def test_spg_branches_share_their_last_convolutions_and_give_finite_losses(arch, taps):
+    from models.spg import spg_heads, spg_losses
+    rng = np.random.RandomState(1)
+    with tf.Graph().as_default():
+        maps = {p: tf.constant(rng.rand(2, size, size, c).astype(np.float32)) for p, (size, c) in taps.items()}
+        x = tf.constant(rng.rand(2, 4, 4, 6).astype(np.float32))
+        with TowerContext("", is_training=True):
+            heads, branches = spg_heads(x, maps, _tiny_spec(arch))
+            features, _, weights = heads["3x3"]
+            losses = spg_losses(features, weights, tf.constant([0, 1]), branches, ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1)), 32)
+        names = sorted(v.op.name for v in tf.trainable_variables())
+        with new_session() as sess:
+            sess.run(tf.global_variables_initializer())
+            values = sess.run(losses)
+    fc = "linear" if arch == "vgg_gap" else "linearnew"
+    expected = ["spg_b1a/W", "spg_b1a/b", "spg_b2a/W", "spg_b2a/b", "spg_b_shared/conv/W", "spg_b_shared/conv/b",
+                "spg_b_shared/out/W", "spg_b_shared/out/b", "spg_c/conv/W", "spg_c/conv/b", "spg_c/out/W", "spg_c/out/b",
+                f"{fc}/W", f"{fc}/b"]
+    if arch == "vgg_gap":
+        expected += ["spg_a3_1/W", "spg_a3_1/b", "spg_a3_2/W", "spg_a3_2/b"]
+    assert names == sorted(expected)
+    assert all(np.isfinite(v) and v > 0 for v in values.values())
