@@ -17,6 +17,7 @@ from tensorpack import AvgPooling, Conv2D, MaxPooling
 from tensorpack.tfutils.argscope import argscope
 
 from models.layers import class_maps, expand_to_channels, minmax_normalise, to_nhwc
+from models.method import Method
 from models.ose import classifier
 
 BRANCH_WIDTH = 1024
@@ -65,3 +66,23 @@ def acol_cross_entropy(heads, label):
     """CE(A) + CE(B), each averaged over the batch."""
     return tf.add_n([tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits))
                      for _, logits, _ in heads.values()], name="xentropy")
+
+
+class ACoLMethod(Method):
+    name = "ACoL"
+    flags = ("acol_threshold",)
+
+    def head_names(self, spec):
+        return ("A", "B")
+
+    def heads(self, model, features, taps, label, is_training, state):
+        return acol_heads(features, model.spec, label, model.spec.acol_threshold, is_training)
+
+    def classification_logits(self, heads):
+        return heads["A"][1]
+
+    def xentropy(self, spec, heads, logits, label, extra, state):
+        return acol_cross_entropy(heads, label)
+
+
+METHOD = ACoLMethod()

@@ -8,6 +8,9 @@ the area of the **clipped** box over the image area (wsolevaluation recomputes l
 the pasted box).  Without mixing ``w = 0`` and the images are unchanged.
 """
 from utils.compat import tf  # first: TensorFlow set-up
+from tensorpack.tfutils.tower import get_current_tower_context
+
+from models.method import Method
 
 
 def sample_beta(beta):
@@ -61,3 +64,24 @@ def cutmix_cross_entropy(logits, label, permutation, weight):
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     return tf.add((1.0 - weight) * xentropy(label), weight * xentropy(tf.gather(label, permutation)),
                   name="xentropy")
+
+
+class CutMixMethod(Method):
+    name = "CutMix"
+    flags = ("cutmix_beta", "cutmix_prob")
+
+    def transform_input(self, x, label, spec, state):
+        ctx = get_current_tower_context()
+        if ctx is None or not ctx.is_training:
+            return x
+        draws = draw_cutmix(tf.shape(x)[0], int(x.shape[1]), int(x.shape[2]), spec.cutmix_beta, spec.cutmix_prob)
+        x, state["permutation"], state["pasted_fraction"] = cutmix(x, draws)
+        return x
+
+    def xentropy(self, spec, heads, logits, label, extra, state):
+        if "permutation" not in state:
+            return super().xentropy(spec, heads, logits, label, extra, state)
+        return cutmix_cross_entropy(logits, label, state["permutation"], state["pasted_fraction"])
+
+
+METHOD = CutMixMethod()

@@ -10,6 +10,8 @@ normalised image, i.e. the ImageNet mean colour (wsolevaluation zeroes the norma
 from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack.tfutils.tower import get_current_tower_context
 
+from models.method import Method
+
 
 def num_cells(size, grid_size):
     """Cells along an axis of ``size`` pixels (the last one may be cut short)."""
@@ -42,3 +44,14 @@ def hide_and_seek(image, grid_size, drop_rate, hidden=None):
             hidden = draw_hidden_cells(tf.shape(image)[0], num_cells(height, grid_size),
                                        num_cells(width, grid_size), drop_rate)
         return tf.multiply(image, cell_keep_mask(hidden, grid_size, height, width), name="output")
+
+
+class HaSMethod(Method):
+    name = "HaS"
+    flags = ("has_grid_size", "has_drop_rate")
+
+    def transform_input(self, x, label, spec, state):
+        return hide_and_seek(x, spec.has_grid_size, spec.has_drop_rate)
+
+
+METHOD = HaSMethod()

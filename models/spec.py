@@ -8,7 +8,9 @@ from typing import Tuple
 
 ARCHS = ("vgg_gap", "resnet")
 ARCH_ALIASES = {"resnet50_se": "resnet"}      # released name -> project vocabulary
-METHODS = ("CAM", "ADL", "MAE", "OSE", "E2Net")
+METHODS = ("CAM", "ADL", "MAE", "OSE", "E2Net", "HaS", "ACoL", "SPG", "CutMix", "FSL")
+# Methods with one localization head (the 3x3 / original head).
+SINGLE_HEAD_METHODS = ("CAM", "ADL", "MAE", "HaS", "SPG", "CutMix", "FSL")
 # Released names (E2Net code: AAE = MAE, SAE = OSE) -> project vocabulary.
 METHOD_ALIASES = {"AAE": "MAE", "SAE": "OSE", "AAE_SAE": "E2Net", "E2NET": "E2Net"}
 OSE_HEADS = ("3x3", "1x3", "3x1", "diag", "antidiag")
@@ -55,6 +57,13 @@ class ModelSpec:
     base_lr: float = 0.01
     pretrained_grad_scale: float = 0.1       # gradient multiplier of pretrained layers
     gradient_clip_norm: float = 0.0          # clip gradients to this global norm (0 = off, as released)
+    # The wsolevaluation baselines (their defaults, wsolevaluation's config.py).
+    has_grid_size: int = 4                   # HaS cell side in pixels (0 = hide nothing)
+    has_drop_rate: float = 0.5
+    acol_threshold: float = 0.7
+    spg_thresholds: Tuple[float, ...] = (0.7, 0.01, 0.5, 0.05, 0.7, 0.1)   # h1 l1 h2 l2 h3 l3
+    cutmix_beta: float = 1.0
+    cutmix_prob: float = 1.0
 
     @property
     def uses_mae(self):
@@ -63,6 +72,12 @@ class ModelSpec:
     @property
     def uses_adl(self):
         return self.method == "ADL"
+
+    @property
+    def spg_threshold_pairs(self):
+        """((h1, l1), (h2, l2), (h3, l3)) of ``spg_thresholds``."""
+        values = tuple(self.spg_thresholds)
+        return tuple(zip(values[0::2], values[1::2]))
 
     def channels(self, full_width):
         """Channel count of a layer whose published width is ``full_width``."""
@@ -84,7 +99,7 @@ class ModelSpec:
             raise ValueError(f"ose_heads must be a non-empty subset of {OSE_HEADS}, got {self.ose_heads}")
         if len(set(self.ose_heads)) != len(self.ose_heads):
             raise ValueError(f"ose_heads lists a head twice: {self.ose_heads}")
-        if self.method in ("CAM", "ADL", "MAE") and len(self.ose_heads) != 1:
+        if self.method in SINGLE_HEAD_METHODS and len(self.ose_heads) != 1:
             raise ValueError(f"{self.method} has a single localization head; use OSE or E2Net for {self.ose_heads}")
         if (self.uses_mae or self.uses_adl) and not self.positions:
             raise ValueError(f"{self.method} needs at least one insertion position (--gating_position)")
@@ -92,6 +107,17 @@ class ModelSpec:
             raise ValueError("--use_bn applies to the ResNet50-SE OSE convolutions only")
         if self.gradient_clip_norm < 0:
             raise ValueError(f"gradient clip norm must be >= 0 (0 = off), got {self.gradient_clip_norm}")
+        if self.has_grid_size < 0:
+            raise ValueError(f"has_grid_size must be >= 0 (0 = hide nothing), got {self.has_grid_size}")
+        for name in ("has_drop_rate", "acol_threshold", "cutmix_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.cutmix_beta >= 0.0:
+            raise ValueError(f"cutmix_beta must be >= 0 (0 = no mixing), got {self.cutmix_beta}")
+        if len(self.spg_thresholds) != 6 or not all(0.0 <= t <= 1.0 for t in self.spg_thresholds):
+            raise ValueError(f"spg_thresholds must be six values h1 l1 h2 l2 h3 l3 in [0, 1], got {self.spg_thresholds}")
+        if any(low > high for high, low in self.spg_threshold_pairs):
+            raise ValueError(f"spg_thresholds: each low threshold must be <= its high one, got {self.spg_thresholds}")
         if not 0.0 < self.width_multiplier <= 4.0:
             raise ValueError(f"width_multiplier must be in (0, 4], got {self.width_multiplier}")
         return self

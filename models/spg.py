@@ -21,6 +21,7 @@ from tensorpack import Conv2D
 from tensorpack.tfutils.argscope import argscope
 
 from models.layers import class_maps, minmax_normalise, num_channels, to_nhwc
+from models.method import Method, softmax_cross_entropy
 from models.ose import classifier
 
 MIN_FOREGROUND = 30       # pixels of the upsampled map (wsolevaluation: 224 x 224)
@@ -109,3 +110,23 @@ def spg_heads(x, taps, spec):
         branches = {"b1": b1, "b2": b2, "c": c_branch(x, width)}
     heads = {"3x3": (x,) + classifier(FC_NAMES[spec.arch], x, spec.num_classes)}
     return heads, branches
+
+
+class SPGMethod(Method):
+    name = "SPG"
+    flags = ("spg_thresholds",)
+    taps = TAPS
+
+    def heads(self, model, features, taps, label, is_training, state):
+        heads, state["branches"] = spg_heads(features, taps, model.spec)
+        return heads
+
+    def xentropy(self, spec, heads, logits, label, extra, state):
+        features, _, weights = heads["3x3"]
+        losses = spg_losses(to_nhwc(features), weights, label, state["branches"], spec.spg_threshold_pairs,
+                            spec.image_size)
+        return tf.add_n([softmax_cross_entropy(logits, label, "class_xentropy")] + list(losses.values()),
+                        name="xentropy")
+
+
+METHOD = SPGMethod()
