@@ -30,6 +30,8 @@ import numpy as np
 
 FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean", "max_normalised")
 RELEASED_FUSION_RULES = {"vgg_gap": "mean_weights_max_maps", "resnet": "mean_weights_first_max"}
+# Methods whose heads are fused by their own rule (wsolevaluation's ACoL: max of normalised branch CAMs).
+METHOD_FUSION_RULES = {"ACoL": "max_normalised"}
 
 
 def class_activation_map(features, fc_weights, class_index):
@@ -70,10 +72,11 @@ def released_fusion_rule(arch):
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(RELEASED_FUSION_RULES)}")
 
 
-def fusion_rule(choice, arch):
-    """Resolve the ``--cam_fusion`` choice ('released', 'max' or 'mean') for ``arch``."""
+def fusion_rule(choice, arch, method=None):
+    """Resolve the ``--cam_fusion`` choice ('released', 'max' or 'mean') for ``arch`` (and
+    ``method``: 'released' is the method's own rule when it has one, ``METHOD_FUSION_RULES``)."""
     if choice == "released":
-        return released_fusion_rule(arch)
+        return METHOD_FUSION_RULES.get(method) or released_fusion_rule(arch)
     if choice not in FUSION_RULES:
         raise ValueError(f"unknown CAM fusion {choice!r}; expected 'released' or one of {FUSION_RULES}")
     return choice
