@@ -39,6 +39,7 @@ from utils.evaluation.metrics import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRE
                               WSOLEvaluator)
 from utils.evaluation.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
 from utils.evaluation.pxap import PxAPAccumulator  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
 
 IMAGE_SIZE = 224
 GRID_SIZE = 14
@@ -258,9 +259,7 @@ def main(argv=None):
           f"{result['pxap_time_per_image_ratio']:.2f}, peak memory x{result['pxap_peak_memory_ratio']:.2f} "
           "(flat = 1.00)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as out:
-        json.dump(result, out, indent=2)
-        out.write("\n")
+    write_json(args.out, result, indent=2)
     print(f"wrote {args.out}")
     if not result["identical"]:
         print("error: the fast sweep and the naive loop disagree", file=sys.stderr)

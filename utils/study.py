@@ -21,7 +21,6 @@ standard error of the difference, ``2 * sqrt(s_m^2 / n_m + s_cam^2 / n_cam)`` (n
 on both sides); below by as much is reported as worse; anything else is "within noise".
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tabulate import tabulate
 
+from utils.atomic import make_folder, write_figure, write_json, write_text
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
 from utils.recipes import RECIPES, backbone_options, recipe_defaults
@@ -359,13 +359,13 @@ def plot_study(path, stats):
         axes.grid(axis="x", alpha=0.3)
     figure.suptitle(f"SYNTH ablation: {STD_RULE}", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    write_figure(path, figure)
 
 
 def main(argv=None):
     args = resolve(build_parser().parse_args(argv))
     start = time.time()
-    os.makedirs(args.out, exist_ok=True)
+    make_folder(args.out)
     try:
         runs = run_all(args)
     except KeyboardInterrupt:
@@ -379,11 +379,8 @@ def main(argv=None):
                "methods": {m: {"description": METHODS[m].description, "runs": runs[m], "stats": stats[m]}
                            for m in runs},
                "against_baseline": compared, "wall_time_seconds": wall_time}
-    with open(os.path.join(args.out, "study.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    with open(os.path.join(args.out, "study.md"), "w") as f:
-        f.write(markdown)
+    write_json(os.path.join(args.out, "study.json"), summary, indent=2)
+    write_text(os.path.join(args.out, "study.md"), markdown)
     plot_study(os.path.join(args.out, "study.png"), stats)
     print("\n" + markdown)
     print(f"[study] results: {args.out}/study.md, study.json, study.png")

@@ -25,10 +25,9 @@ from tensorpack.utils.utils import get_tqdm
 
 from models.wsol_model import WSOLModel
 from utils.evaluation.cam import fuse_heads, fusion_rule
-from utils.compat import tf
 from utils.config import config_dict, model_spec
 from utils.data.dataflow import get_eval_dataflow
-from utils.data.paths import dataset_paths
+from utils.data.paths import run_class_names_file, split_paths
 from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.metrics import WSOLEvaluator
 from utils.data.masks import MaskError, MaskFolder, default_mask_dir, object_pixels, part_mask_dir
@@ -36,28 +35,15 @@ from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import LabelEntry, read_class_names, write_label_list
 from utils.evaluation.localization import normalize_cam, resize_cam
 from utils.evaluation.parts import PartAnalyzer
-from utils.training.checkpoints import verify_checkpoint
-from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
-from utils.evaluation.report import write_report
-from utils.evaluation.results import mark_latest, new_result_dir
-from utils.evaluation.scorer import cam_file_name
+from utils.training.checkpoints import checkpoint_to_evaluate, verify_checkpoint
+from utils.training.pretrained import CheckpointInit
+from utils.atomic import make_folder, write_npy, write_npz
+from utils.evaluation.report import MARKDOWN_FILE, write_report
+from utils.evaluation.results import building, mark_latest, new_result_dir
+from utils.evaluation.scorer import cam_file_name, write_frame
 from utils.evaluation.visualization import readable_example, save_examples
 
-BEST_CHECKPOINT = "min-val-error-top1"
 SAVED_CAMS_LABELS = "labels.txt"
-
-
-def checkpoint_to_evaluate(args):
-    """--load, else ``min-val-error-top1`` in the log folder, else its newest checkpoint."""
-    if args.load:
-        return args.load
-    best = os.path.join(args.log_dir, BEST_CHECKPOINT)
-    if os.path.isfile(best + ".index"):
-        return best
-    latest = tf.train.latest_checkpoint(args.log_dir) if os.path.isdir(args.log_dir) else None
-    if latest is None:
-        raise PretrainedWeightsError(f"no checkpoint to evaluate in {args.log_dir} (train first or pass --load)")
-    return latest
 
 
 def make_predictor(args, checkpoint, extra_outputs=()):
@@ -97,7 +83,7 @@ def tau_split_list(args):
     split folder), else a split name resolved like ``val`` (e.g. ``train_fullsup``)."""
     if os.path.exists(args.tau_split):
         return args.tau_split, args.tau_split
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split=args.tau_split)
+    label_file, _ = split_paths(args, args.tau_split)
     return args.tau_split, label_file
 
 
@@ -119,6 +105,8 @@ class EvaluationPass:
                                      num_classes=args.number_of_class)
         evaluator = WSOLEvaluator(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval))
         part_analyzer = PartAnalyzer()
+        if self.save_cams:
+            make_folder(self.save_cams)   # an unwritable folder fails before the pass, not after
         crop = (args.final_size, args.final_size)
         dataflow.reset_state()
         with get_tqdm(total=len(dataflow.entries), desc=desc) as progress:
@@ -156,6 +144,7 @@ class EvaluationPass:
             self.metrics["parts"] = part_analyzer.compute({"cam_threshold": args.cam_threshold,
                                                            "best": self.metrics["sweep"]["best_threshold"]})
         if self.save_cams:
+            write_frame(self.save_cams, args.final_size)
             write_label_list(os.path.join(self.save_cams, SAVED_CAMS_LABELS), self.saved_cams)
             logger.info(f"{len(self.saved_cams)} CAMs written to {self.save_cams}; score them with: python -m "
                         f"utils.evaluation.scorer --cam_dir {self.save_cams} --label_file "
@@ -183,14 +172,14 @@ def evaluate(args):
     verify_checkpoint(checkpoint)
     logger.info(f"Evaluating {checkpoint}")
     predictor, num_heads = make_predictor(args, checkpoint)
-    label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
+    label_file, image_root = split_paths(args, "val")
     masks = mask_folder(args)
     held_out, split_name = None, None
     if args.tau_split:
         split_name, tau_file = tau_split_list(args)
         held_out = EvaluationPass(predictor, num_heads, args, masks).run(tau_file, image_root, desc="held-out τ")
-    class_names_file = os.path.join(os.path.dirname(label_file), "words.txt")
-    class_names = read_class_names(class_names_file) if os.path.isfile(class_names_file) else None
+    class_names_file = run_class_names_file(args)
+    class_names = read_class_names(class_names_file) if class_names_file else None
     evaluation = EvaluationPass(predictor, num_heads, args, masks, class_names, args.save_cams, part_folder(args))
     metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
     metrics["checkpoint"] = checkpoint
@@ -199,10 +188,11 @@ def evaluate(args):
         metrics["held_out_tau"] = {"label_file": tau_file, "bad_images": held_out["bad_images"],
                                    **held_out_selection(held_out, metrics, split_name)}
     result_dir = new_result_dir(args.log_dir, checkpoint)
-    paths = write_report(result_dir, metrics, config_dict(args), evaluation.records, class_names)
-    save_examples(os.path.join(result_dir, "examples"), evaluation.panels)
-    save_example_arrays(os.path.join(result_dir, "examples", "cams.npz"), evaluation.example_cams)
-    with open(paths["metrics.md"]) as f:
+    with building(result_dir) as folder:
+        write_report(folder, metrics, config_dict(args), evaluation.records, class_names)
+        save_examples(os.path.join(folder, "examples"), evaluation.panels)
+        save_example_arrays(os.path.join(folder, "examples", "cams.npz"), evaluation.example_cams)
+    with open(os.path.join(result_dir, MARKDOWN_FILE)) as f:
         print(f.read())
     mark_latest(result_dir)
     print(f"Results written to {result_dir} (result/latest points to it)", flush=True)
@@ -217,8 +207,7 @@ def class_name(class_names, index):
 def save_cam(cam_dir, image, cam):
     """``cam_dir/<image without extension>.npy`` (the standalone scorer's layout)."""
     path = os.path.join(cam_dir, cam_file_name(image))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, np.asarray(cam, np.float32))
+    write_npy(path, np.asarray(cam, np.float32))
 
 
 def save_example_arrays(path, example_cams):
@@ -226,7 +215,7 @@ def save_example_arrays(path, example_cams):
     names = sorted(example_cams)
     if not names:
         return
-    np.savez_compressed(path, names=np.array(names),
+    write_npz(path, names=np.array(names),
                         images=np.stack([example_cams[n][0] for n in names]),
                         cams=np.stack([example_cams[n][1] for n in names]),
                         pred_boxes=np.stack([example_cams[n][3] for n in names]),

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+from utils.atomic import OutputError, make_folder
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,8 +92,12 @@ def _last_line(path):
 
 def run_logged(cmd, log_path, what):
     """Run ``cmd`` in the repository with its output in ``log_path``; a failure is a RunError."""
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    with open(log_path, "w") as log:
+    make_folder(os.path.dirname(os.path.abspath(log_path)))
+    try:
+        log = open(log_path, "w")   # a live log (read while the run goes on), not a result
+    except OSError as error:
+        raise OutputError(f"cannot write {log_path}: {error.strerror}") from None
+    with log:
         code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         raise RunError(f"{what} failed (exit {code}): {_last_line(log_path)} (log: {log_path})")

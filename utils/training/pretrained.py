@@ -58,7 +58,7 @@ def read_npz(path, arch=None):
         where = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else f"{MODEL_ZOO_URL} (see README)"
         raise PretrainedWeightsError(f"pretrained weights file not found: {path} (download {where})")
     try:
-        with np.load(path) as npz:
+        with np.load(path, allow_pickle=False) as npz:   # never unpickle a downloaded file
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, AttributeError) as error:
         raise PretrainedWeightsError(f"{path}: not a readable npz file ({error})") from None
@@ -188,9 +188,10 @@ class CheckpointInit(SaverRestore):
     that lacks model variables of the graph (which would stay at random initialisation).
 
     ``allow_partial=True`` (``--allow_partial_load``) restores what the checkpoint has and
-    logs the variables that stay random."""
+    logs the variables that stay random; ``False`` refuses and names that flag; ``None`` (a
+    caller without the flag: evaluation, predict, export) refuses without advising it."""
 
-    def __init__(self, path, ignore=(), allow_partial=False):
+    def __init__(self, path, ignore=(), allow_partial=None):
         self.resolved_path = get_checkpoint_path(path)
         if not os.path.isfile(self.resolved_path + ".index"):
             raise PretrainedWeightsError(f"checkpoint not found: {path}")
@@ -215,8 +216,9 @@ class CheckpointInit(SaverRestore):
             if not self.allow_partial:
                 raise PretrainedWeightsError(
                     f"{self.resolved_path} lacks {len(missing)} variable(s) of this graph: {listed}. The file looks "
-                    f"like {describe_variables(saved)}; the graph is {describe_variables(graph_shapes)}. "
-                    f"Pass --allow_partial_load to start them from random initialisation")
+                    f"like {describe_variables(saved)}; the graph is {describe_variables(graph_shapes)}"
+                    + (". Pass --allow_partial_load to start them from random initialisation"
+                       if self.allow_partial is False else " (a checkpoint of another model?)"))
             logger.warning(f"Partial load of {self.resolved_path}: {len(missing)} variable(s) stay at random "
                            f"initialisation: {' '.join(missing)}")
         super()._setup_graph()
