@@ -26,7 +26,6 @@ from models.ose import classifier
 
 MIN_FOREGROUND = 30       # pixels of the upsampled map (wsolevaluation: 224 x 224)
 FALLBACK_RATIO = 0.7
-DEFAULT_THRESHOLDS = ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1))
 HIDDEN_WIDTH = 512        # SPG_C's (and, on VGG, SPG_A_3's) width
 # Tapped positions (models.vgg / models.resnet insertion points) feeding B1 and B2.
 TAPS = {"vgg_gap": ("4", "53"), "resnet": ("31", "36")}

@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from utils.errors import ConfigError
 from models.spec import (ARCH_ALIASES, ARCHS, DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS,
-                         ModelSpec, canonical_method)
+                         SPG_THRESHOLDS, ModelSpec, canonical_method)
 
 KINDS = ("run", "model", "training", "start", "evaluation", "placement")
 HELP_GROUPS = {
@@ -219,6 +219,7 @@ FLAGS = (
     Flag("cam_fusion", "run", default="released", choices=CAM_FUSIONS,
          help="head fusion: released (VGG: mean of the heads' weights x max of their maps; ResNet: "
               "per-pixel max of the heads' CAMs, the 3x3 head with the mean of all heads' weights), "
+              "ACoL: max of the min-max normalised CAMs of its branches), "
               "max (per-pixel max of the heads' CAMs, the paper's figure), mean"),
     # model
     Flag("arch_name", "model", type=canonical_arch, default="vgg_gap", metavar="{vgg_gap,resnet50_se}",
@@ -226,7 +227,9 @@ FLAGS = (
     Flag("depth", "model", type=int, default=50, choices=(50,), help="ResNet depth"),
     Flag("mode", "model", default="se", choices=("se",), help="ResNet variant (SE-ResNet)"),
     Flag("method_name", "model", default="E2Net", canonical=_method, spec="method",
-         help="CAM, ADL, MAE, OSE or E2Net (released: AAE = MAE, SAE = OSE, AAE_SAE = E2Net)"),
+         help="CAM, ADL, MAE, OSE or E2Net (released: AAE = MAE, SAE = OSE, AAE_SAE = E2Net); the "
+              "wsolevaluation baselines HaS, ACoL, SPG, CutMix; FSL = the few-shot fully supervised baseline "
+              "(a foreground map trained on the train_fullsup masks)"),
     Flag("gating_position", "model", nargs="*", methods=POSITION_METHODS, unused=[], preset=_positions,
          spec="positions",
          help="MAE / ADL positions: VGG '3 4 53' (after pool3, pool4, conv5_3); "
@@ -250,6 +253,21 @@ FLAGS = (
          help="BN in the ResNet OSE convolutions"),
     Flag("width_multiplier", "model", type=float, default=1.0, spec="width_multiplier",
          help="channel scaling for small CPU runs (1.0 = the published networks)"),
+    # the wsolevaluation baselines (names and defaults of wsolevaluation's config.py; docs/fidelity.md)
+    Flag("has_grid_size", "model", type=int, default=4, range=Range(0, note="0 = hide nothing"), methods=("HaS",),
+         spec="has_grid_size", help="HaS: side of the hidden square cells in pixels (as wsolevaluation)"),
+    Flag("has_drop_rate", "model", type=float, default=0.5, range=UNIT, methods=("HaS",), spec="has_drop_rate",
+         help="HaS: probability of hiding each cell"),
+    Flag("acol_threshold", "model", type=float, default=0.7, range=UNIT, methods=("ACoL",), spec="acol_threshold",
+         help="ACoL: branch B's input is erased where A's min-max normalised map is >= this"),
+    Flag("spg_thresholds", "model", type=float, nargs=6, default=list(SPG_THRESHOLDS), methods=("SPG",),
+         metavar=("H1", "L1", "H2", "L2", "H3", "L3"), spec="spg_thresholds",
+         help="SPG: (high, low) mask thresholds of B2 (from the CAM), B1 (from B2) and C (from B1 and B2); "
+              "each in [0, 1], low <= high"),
+    Flag("cutmix_beta", "model", type=float, default=1.0, range=Range(0, note="0 = no mixing"),
+         methods=("CutMix",), spec="cutmix_beta", help="CutMix: lambda ~ Beta(beta, beta)"),
+    Flag("cutmix_prob", "model", type=float, default=1.0, range=UNIT, methods=("CutMix",), spec="cutmix_prob",
+         help="CutMix: probability of mixing a batch"),
     # training recipe
     Flag("epoch", "training", type=int, range=AT_LEAST_1, preset=_epochs,
          help="epochs (default as released per data set / backbone)"),
@@ -340,7 +358,8 @@ def flags_of_kind(kind):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Train or evaluate E2Net (MAE + OSE) and the CAM / ADL baselines with tensorpack. "
+        description="Train or evaluate E2Net (MAE + OSE) and the CAM, ADL, HaS, ACoL, SPG, CutMix and FSL "
+                    "baselines with tensorpack. "
                     "The released E2Net flags keep their meaning; names in brackets are released aliases.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     groups = {kind: p.add_argument_group(HELP_GROUPS[kind]) for kind in KINDS}
