@@ -1,8 +1,8 @@
-"""Write docs/methods.md: trainable parameter counts and the method's own variables (name, shape)
+"""Write docs/method_graphs.md: trainable parameter counts and the method's own variables (name, shape)
 of every wsolevaluation baseline graph (HaS, CutMix, ACoL, SPG, FSL) and of CAM beside them, on
 both backbones at full width with 200 classes (CUB), built by ``WSOLModel`` as train.py builds them.
 
-    python scripts/method_graphs.py [--out docs/methods.md]
+    python scripts/method_graphs.py [--out docs/method_graphs.md]
 """
 import os
 import sys
