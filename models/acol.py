@@ -17,7 +17,6 @@ from tensorpack import AvgPooling, Conv2D, MaxPooling
 from tensorpack.tfutils.argscope import argscope
 
 from models.layers import class_maps, expand_to_channels, minmax_normalise, to_nhwc
-from models.method import Method
 from models.ose import classifier
 
 BRANCH_WIDTH = 1024
@@ -47,15 +46,15 @@ def acol_input(x, arch):
     return x
 
 
-def acol_heads(x, spec, label, threshold, is_training):
+def acol_heads(x, spec, label, threshold):
     """{``A``, ``B``: (features, logits, FC weights)}; B's input erased by A's map of ``label``
-    (training) or of A's top-1 class."""
+    (training), or of A's top-1 class when ``label`` is None."""
     x = acol_input(x, spec.arch)
     width = spec.channels(BRANCH_WIDTH)
     branch = {"width": width, "num_classes": spec.num_classes, "initializer": INITIALIZERS[spec.arch]}
     heads = {"A": acol_branch("acol_a", x, **branch)}
     features_a, logits_a, weights_a = heads["A"]
-    classes = label if is_training else tf.argmax(logits_a, axis=1, output_type=tf.int32)
+    classes = label if label is not None else tf.argmax(logits_a, axis=1, output_type=tf.int32)
     keep = acol_keep_mask(class_maps(to_nhwc(features_a), weights_a, classes), threshold)
     tf.identity(1.0 - tf.reduce_mean(keep), name="acol_erased_fraction")
     heads["B"] = acol_branch("acol_b", x * expand_to_channels(keep), **branch)
@@ -66,23 +65,3 @@ def acol_cross_entropy(heads, label):
     """CE(A) + CE(B), each averaged over the batch."""
     return tf.add_n([tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits))
                      for _, logits, _ in heads.values()], name="xentropy")
-
-
-class ACoLMethod(Method):
-    name = "ACoL"
-    flags = ("acol_threshold",)
-
-    def head_names(self, spec):
-        return ("A", "B")
-
-    def heads(self, model, features, taps, label, is_training, state):
-        return acol_heads(features, model.spec, label, model.spec.acol_threshold, is_training)
-
-    def classification_logits(self, heads):
-        return heads["A"][1]
-
-    def xentropy(self, spec, heads, logits, label, extra, state):
-        return acol_cross_entropy(heads, label)
-
-
-METHOD = ACoLMethod()

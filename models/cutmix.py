@@ -1,16 +1,14 @@
-"""CutMix (Yun et al., ICCV 2019), as wsolevaluation defines it; training only.
+"""CutMix (Yun et al., ICCV 2019), as wsolevaluation defines it (the method applies it in training only).
 
 With probability ``prob`` per batch (and ``beta > 0``): lambda ~ Beta(beta, beta), a box of
 side ``floor(size * sqrt(1 - lambda))`` along each axis around a uniform integer centre,
 its ends ``centre -+ side // 2`` clipped to the image, is pasted from the image of a random
 permutation of the batch.  The loss is ``(1 - w) CE(label) + w CE(label[perm])`` with ``w``
 the area of the **clipped** box over the image area (wsolevaluation recomputes lambda from
-the pasted box).  Without mixing ``w = 0`` and the images are unchanged.
+the pasted box): the method's targets ``[(label, 1 - w), (label[perm], w)]``.  Without mixing
+``w = 0`` and the images are unchanged.
 """
 from utils.compat import tf  # first: TensorFlow set-up
-from tensorpack.tfutils.tower import get_current_tower_context
-
-from models.method import Method
 
 
 def sample_beta(beta):
@@ -46,8 +44,9 @@ def box_mask(box, height, width):
 
 
 def cutmix(image, draws):
-    """(mixed NHWC image, permutation, weight of the permuted labels) for ``draws``
+    """(mixed NHWC image, float32; permutation; weight of the permuted labels) for ``draws``
     (``draw_cutmix`` or fixed values in tests)."""
+    image = tf.cast(image, tf.float32)
     height, width = int(image.shape[1]), int(image.shape[2])
     with tf.name_scope("cutmix"):
         box = cutmix_box(height, width, draws["lam"], draws["centre"])
@@ -57,31 +56,3 @@ def cutmix(image, draws):
         weight = tf.identity(tf.reduce_sum(inside) / float(height * width), name="pasted_fraction")
         return mixed, draws["permutation"], weight
 
-
-def cutmix_cross_entropy(logits, label, permutation, weight):
-    """``(1 - w) CE(label) + w CE(label[perm])``, each averaged over the batch."""
-    def xentropy(labels):
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-    return tf.add((1.0 - weight) * xentropy(label), weight * xentropy(tf.gather(label, permutation)),
-                  name="xentropy")
-
-
-class CutMixMethod(Method):
-    name = "CutMix"
-    flags = ("cutmix_beta", "cutmix_prob")
-
-    def transform_input(self, x, label, spec, state):
-        ctx = get_current_tower_context()
-        if ctx is None or not ctx.is_training:
-            return x
-        draws = draw_cutmix(tf.shape(x)[0], int(x.shape[1]), int(x.shape[2]), spec.cutmix_beta, spec.cutmix_prob)
-        x, state["permutation"], state["pasted_fraction"] = cutmix(x, draws)
-        return x
-
-    def xentropy(self, spec, heads, logits, label, extra, state):
-        if "permutation" not in state:
-            return super().xentropy(spec, heads, logits, label, extra, state)
-        return cutmix_cross_entropy(logits, label, state["permutation"], state["pasted_fraction"])
-
-
-METHOD = CutMixMethod()

@@ -9,8 +9,17 @@ from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack import Conv2D
 
 from models.layers import to_nhwc
-from models.method import Method
 from models.spg import upsample
+
+
+def foreground_head(x, num_classes):
+    """(head, foreground logits ``[N, h, w]`` NHWC) of the backbone's map ``x``: the head is the
+    foreground probability map (graph layout), zero class logits and FC weights 1 for every class,
+    so the CAM of any class is the map."""
+    logits_map = Conv2D("fsl_fg", x, 1, 1, activation=None)
+    weights = tf.ones([1, num_classes], name="fsl_class_weights")
+    zero_logits = tf.zeros(tf.stack([tf.shape(x)[0], num_classes]))
+    return (tf.sigmoid(logits_map), zero_logits, weights), to_nhwc(logits_map)[..., 0]
 
 
 def pixel_bce(logits, mask):
@@ -18,26 +27,3 @@ def pixel_bce(logits, mask):
     ``mask [N, S, S]`` (1 object, 0 background)."""
     up = upsample(logits, int(mask.shape[1]))
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=mask, logits=up), name="pixel_bce")
-
-
-class FSLMethod(Method):
-    name = "FSL"
-    fully_supervised = True
-
-    def extra_inputs(self, spec):
-        return [tf.TensorSpec([None, spec.image_size, spec.image_size], tf.float32, "mask")]
-
-    def heads(self, model, features, taps, label, is_training, state):
-        """One head: the foreground probability map (graph layout) with FC weights 1 for every
-        class, so the CAM of any class is the map; logits 0 (no classifier)."""
-        logits_map = Conv2D("fsl_fg", features, 1, 1, activation=None)
-        state["foreground_logits"] = to_nhwc(logits_map)[..., 0]
-        weights = tf.ones([1, model.spec.num_classes], name="fsl_class_weights")
-        zero_logits = tf.zeros(tf.stack([tf.shape(features)[0], model.spec.num_classes]))
-        return {"3x3": (tf.sigmoid(logits_map), zero_logits, weights)}
-
-    def xentropy(self, spec, heads, logits, label, extra, state):
-        return tf.identity(pixel_bce(state["foreground_logits"], extra["mask"]), name="xentropy")
-
-
-METHOD = FSLMethod()

@@ -1,16 +1,13 @@
 """HaS, Hide-and-Seek (Singh & Lee, ICCV 2017), as wsolevaluation defines it; training only.
 
-The (preprocessed) input image is cut into square cells of ``grid_size`` x ``grid_size``
-**pixels** (wsolevaluation's ``--has_grid_size`` is the cell side, not the number of cells;
-border cells are cut short when the size is not a multiple), and each cell of each image is
-hidden independently with probability ``drop_rate``.  A hidden cell is set to 0 of the
-normalised image, i.e. the ImageNet mean colour (wsolevaluation zeroes the normalised tensor).
-``grid_size`` 0 hides nothing.  At inference the image passes unchanged.
+The input image is cut into square cells of ``grid_size`` x ``grid_size`` **pixels**
+(wsolevaluation's ``--has_grid_size`` is the cell side, not the number of cells; border cells
+are cut short when the size is not a multiple), and each cell of each image is hidden
+independently with probability ``drop_rate``.  wsolevaluation sets hidden cells to 0 of the
+normalised image, i.e. the ImageNet mean colour; here, before the normalisation, they are set to
+that colour (``fill``).  ``grid_size`` 0 hides nothing.  The method applies it in training only.
 """
 from utils.compat import tf  # first: TensorFlow set-up
-from tensorpack.tfutils.tower import get_current_tower_context
-
-from models.method import Method
 
 
 def num_cells(size, grid_size):
@@ -30,28 +27,16 @@ def cell_keep_mask(hidden, grid_size, height, width):
     return keep[:, :height, :width, None]
 
 
-def hide_and_seek(image, grid_size, drop_rate, hidden=None):
-    """HaS on an NHWC float image (after normalisation); identity outside training.
-
-    ``hidden`` (bool ``[N, cells_h, cells_w]``) overrides the random draw (tests).
-    """
-    ctx = get_current_tower_context()
-    if ctx is None or not ctx.is_training or grid_size == 0:
+def hide_and_seek(image, grid_size, drop_rate, fill, hidden=None):
+    """HaS on an NHWC image batch: float32, the hidden cells' pixels set to ``fill`` (a colour of
+    the image's channels).  ``hidden`` (bool ``[N, cells_h, cells_w]``) overrides the random draw (tests)."""
+    image = tf.cast(image, tf.float32)
+    if grid_size == 0:
         return image
     height, width = int(image.shape[1]), int(image.shape[2])
     with tf.name_scope("has"):
         if hidden is None:
             hidden = draw_hidden_cells(tf.shape(image)[0], num_cells(height, grid_size),
                                        num_cells(width, grid_size), drop_rate)
-        return tf.multiply(image, cell_keep_mask(hidden, grid_size, height, width), name="output")
-
-
-class HaSMethod(Method):
-    name = "HaS"
-    flags = ("has_grid_size", "has_drop_rate")
-
-    def transform_input(self, x, label, spec, state):
-        return hide_and_seek(x, spec.has_grid_size, spec.has_drop_rate)
-
-
-METHOD = HaSMethod()
+        keep = cell_keep_mask(hidden, grid_size, height, width)
+        return tf.add(image * keep, tf.constant(fill, tf.float32) * (1.0 - keep), name="output")

@@ -2,6 +2,10 @@
 from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack.tfutils.argscope import get_arg_scope
 
+# ImageNet statistics in BGR order (images enter as BGR uint8, as released).
+IMAGE_MEAN_BGR = (0.406, 0.456, 0.485)
+IMAGE_STD_BGR = (0.225, 0.224, 0.229)
+
 
 def data_format():
     """The data format set by the enclosing ``argscope`` ('NHWC' or 'NCHW')."""

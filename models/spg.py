@@ -1,4 +1,4 @@
-"""SPG, Self-Produced Guidance (Zhang et al., ECCV 2018), as wsolevaluation defines it.
+"""SPG, Self-Produced Guidance (Zhang et al., ECCV 2018), as wsolevaluation defines it: the layers.
 
 Besides the classification head (GAP + FC on the last map, the same linear map as
 wsolevaluation's 1x1 class convolution ``SPG_A4`` before GAP), three one-channel attention
@@ -21,14 +21,11 @@ from tensorpack import Conv2D
 from tensorpack.tfutils.argscope import argscope
 
 from models.layers import class_maps, minmax_normalise, num_channels, to_nhwc
-from models.method import Method, softmax_cross_entropy
 from models.ose import classifier
 
 MIN_FOREGROUND = 30       # pixels of the upsampled map (wsolevaluation: 224 x 224)
 FALLBACK_RATIO = 0.7
 HIDDEN_WIDTH = 512        # SPG_C's (and, on VGG, SPG_A_3's) width
-# Tapped positions (models.vgg / models.resnet insertion points) feeding B1 and B2.
-TAPS = {"vgg_gap": ("4", "53"), "resnet": ("31", "36")}
 # The classification head's FC, named like the CAM head of each backbone (models.ose).
 FC_NAMES = {"vgg_gap": "linear", "resnet": "linearnew"}
 
@@ -94,9 +91,9 @@ def spg_losses(cam_features, cam_weights, label, branch_logits, thresholds, size
     return losses
 
 
-def spg_heads(x, taps, spec):
+def spg_heads(x, b1_input, b2_input, spec):
     """(``{"3x3": (features, logits, FC weights)}``, branch logits ``{b1, b2, c}``) from the
-    backbone's last map ``x`` and the tapped maps ``taps`` (position -> map, ``TAPS``).
+    backbone's last map ``x`` and the maps B1 and B2 read.
 
     VGG16-GAP: two new 3x3 convolutions (``spg_a3_1``, ``spg_a3_2``, 512) before the head and C;
     ResNet50-SE: the head and C on group3's map."""
@@ -105,27 +102,7 @@ def spg_heads(x, taps, spec):
         if spec.arch == "vgg_gap":
             for i in (1, 2):
                 x = Conv2D(f"spg_a3_{i}", x, width, 3, activation=tf.nn.relu)
-        b1, b2 = b_branches(*(taps[p] for p in TAPS[spec.arch]))
+        b1, b2 = b_branches(b1_input, b2_input)
         branches = {"b1": b1, "b2": b2, "c": c_branch(x, width)}
     heads = {"3x3": (x,) + classifier(FC_NAMES[spec.arch], x, spec.num_classes)}
     return heads, branches
-
-
-class SPGMethod(Method):
-    name = "SPG"
-    flags = ("spg_thresholds",)
-    taps = TAPS
-
-    def heads(self, model, features, taps, label, is_training, state):
-        heads, state["branches"] = spg_heads(features, taps, model.spec)
-        return heads
-
-    def xentropy(self, spec, heads, logits, label, extra, state):
-        features, _, weights = heads["3x3"]
-        losses = spg_losses(to_nhwc(features), weights, label, state["branches"], spec.spg_threshold_pairs,
-                            spec.image_size)
-        return tf.add_n([softmax_cross_entropy(logits, label, "class_xentropy")] + list(losses.values()),
-                        name="xentropy")
-
-
-METHOD = SPGMethod()

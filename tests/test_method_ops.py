@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tensorpack.tfutils.tower import TowerContext
 
-from conftest import new_session
+from conftest import build_model_graph, new_session
 from models.acol import acol_keep_mask
-from models.cutmix import cutmix, cutmix_box, cutmix_cross_entropy, draw_cutmix
+from models.cutmix import cutmix, cutmix_box, draw_cutmix
 from models.fsl import pixel_bce
 from models.has import hide_and_seek
 from models.spg import MIN_FOREGROUND, masked_bce, spg_mask, upsample
@@ -37,26 +37,43 @@ def run(fn, *arrays, training=None, seed=None):
 IMAGE_6 = np.arange(2 * 6 * 6 * 2, dtype=np.float32).reshape(2, 6, 6, 2) + 1.0
 
 
+FILL = [7.0, -2.0]   # the hidden cells' colour (the method passes the ImageNet mean colour in 0..255)
+
+
 def test_has_hides_exactly_the_drawn_cells():
     """6x6 image, 4-pixel cells: a 2x2 grid whose last row/column of cells is 2 pixels wide."""
     hidden = np.array([[[True, False], [False, True]],
                        [[False, False], [True, False]]])
-    out = run(lambda x, h: hide_and_seek(x, 4, 0.5, hidden=h), IMAGE_6, hidden, training=True)
-    keep = np.ones((2, 6, 6), np.float32)
+    out = run(lambda x, h: hide_and_seek(x, 4, 0.5, FILL, hidden=h), IMAGE_6, hidden)
+    keep = np.ones((2, 6, 6, 1), np.float32)
     keep[0, :4, :4] = 0       # image 0, cell (0, 0): rows 0-3, columns 0-3
     keep[0, 4:, 4:] = 0       # image 0, cell (1, 1): rows 4-5, columns 4-5
     keep[1, 4:, :4] = 0       # image 1, cell (1, 0): rows 4-5, columns 0-3
-    np.testing.assert_array_equal(out, IMAGE_6 * keep[..., None])
+    np.testing.assert_array_equal(out, IMAGE_6 * keep + np.array(FILL, np.float32) * (1 - keep))
 
 
-def test_has_fills_hidden_cells_with_zero_of_the_normalised_image_and_draws_at_the_rate():
-    """drop_rate 1 hides every cell (uniform <= 1), i.e. all zeros = the mean colour."""
-    np.testing.assert_array_equal(run(lambda x: hide_and_seek(x, 4, 1.0), IMAGE_6, training=True), 0 * IMAGE_6)
+def test_has_at_rate_1_hides_every_cell_and_grid_0_nothing():
+    """uniform <= 1 always: every pixel takes the fill colour; grid 0 leaves the image."""
+    np.testing.assert_array_equal(run(lambda x: hide_and_seek(x, 4, 1.0, FILL), IMAGE_6),
+                                  np.broadcast_to(np.array(FILL, np.float32), IMAGE_6.shape))
+    np.testing.assert_array_equal(run(lambda x: hide_and_seek(x, 0, 1.0, FILL), IMAGE_6), IMAGE_6)
 
 
-@pytest.mark.parametrize("training, grid", [(False, 4), (None, 4), (True, 0)])
-def test_has_is_identity_at_inference_and_with_grid_0(training, grid):
-    np.testing.assert_array_equal(run(lambda x: hide_and_seek(x, grid, 1.0), IMAGE_6, training=training), IMAGE_6)
+def test_has_mean_colour_is_zero_after_the_normalisation_and_hiding_is_training_only():
+    """The method fills with 255 x the ImageNet mean (BGR), i.e. 0 of the normalised image as in
+    wsolevaluation; the inference graph has no HaS op, the training graph has."""
+    from models.wsol_model import preprocess
+    from models.spec import ModelSpec
+    from models.methods.has import METHOD
+    spec = ModelSpec(arch="vgg_gap", method="HaS", num_classes=3, image_size=32)
+    images = np.full((1, 8, 8, 3), 200, np.uint8)
+    hidden = run(lambda x: preprocess(METHOD.input_transform(spec.with_(options=(("has_grid_size", 4),
+                                                                                  ("has_drop_rate", 1.0))),
+                                                              x, tf.constant([0]))[0]), images)
+    np.testing.assert_allclose(hidden, 0, atol=1e-6)
+    for training in (True, False):
+        graph = build_model_graph(spec.with_(width_multiplier=0.125), is_training=training)[0]
+        assert any(op.name.startswith("has/") for op in graph.get_operations()) == training
 
 
 # --------------------------------------------------------------------------- CutMix
@@ -77,14 +94,22 @@ def test_cutmix_box_is_clipped_around_the_centre(lam, centre, expected):
     np.testing.assert_array_equal(box, expected)
 
 
-def test_cutmix_pastes_the_permuted_images_and_weights_by_the_pasted_area():
+def test_cutmix_pastes_the_permuted_images_and_weights_by_the_pasted_area(monkeypatch):
+    """The method's transform with fixed draws: pasted pixels, and the cross-entropy of the
+    targets = (1 - w) CE(label) + w CE(label[perm]), w the clipped box's area ratio."""
+    from models import cutmix as cutmix_ops
+    from models.methods.cutmix import METHOD
+    from models.spec import ModelSpec
+    from models.wsol_model import cross_entropy
     images = np.stack([np.zeros((8, 8, 1)), np.ones((8, 8, 1))]).astype(np.float32)
     logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], np.float32)
     labels = np.array([0, 2], np.int32)
+    monkeypatch.setattr(cutmix_ops, "draw_cutmix", lambda *args: _draws(0.75, (1, 6)))
 
     def graph(x, lg, lb):
-        mixed, permutation, weight = cutmix(x, _draws(0.75, (1, 6)))
-        return mixed, weight, cutmix_cross_entropy(lg, lb, permutation, weight)
+        mixed, targets = METHOD.input_transform(ModelSpec(method="CutMix"), x, lb)
+        weight = targets[1][1][0]
+        return mixed, weight, cross_entropy(lg, lb, targets)
 
     mixed, weight, loss = run(graph, images, logits, labels)
     inside = np.zeros((8, 8, 1), np.float32)
@@ -278,7 +303,7 @@ def test_acol_branch_b_reads_the_map_erased_by_a(training):
     label = np.array([2, 0], np.int32)
     with tf.Graph().as_default() as graph:
         with TowerContext("", is_training=training):
-            heads = acol_heads(tf.constant(x), _tiny_spec("resnet"), tf.constant(label), 0.6, training)
+            heads = acol_heads(tf.constant(x), _tiny_spec("resnet"), tf.constant(label) if training else None, 0.6)
         b_input = graph.get_operation_by_name("acol_b/conv1/Conv2D").inputs[0]
         with new_session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -300,7 +325,7 @@ def test_spg_branches_share_their_last_convolutions_and_give_finite_losses(arch,
         maps = {p: tf.constant(rng.rand(2, size, size, c).astype(np.float32)) for p, (size, c) in taps.items()}
         x = tf.constant(rng.rand(2, 4, 4, 6).astype(np.float32))
         with TowerContext("", is_training=True):
-            heads, branches = spg_heads(x, maps, _tiny_spec(arch))
+            heads, branches = spg_heads(x, *maps.values(), _tiny_spec(arch))
             features, _, weights = heads["3x3"]
             losses = spg_losses(features, weights, tf.constant([0, 1]), branches, ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1)), 32)
         names = sorted(v.op.name for v in tf.trainable_variables())

@@ -28,10 +28,10 @@ A single head gives its own CAM under every rule.
 """
 import numpy as np
 
+from utils.evaluation.localization import normalize_cam
+
 FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean", "max_normalised")
 RELEASED_FUSION_RULES = {"vgg_gap": "mean_weights_max_maps", "resnet": "mean_weights_first_max"}
-# Methods whose heads are fused by their own rule (wsolevaluation's ACoL: max of normalised branch CAMs).
-METHOD_FUSION_RULES = {"ACoL": "max_normalised"}
 
 
 def class_activation_map(features, fc_weights, class_index):
@@ -55,13 +55,9 @@ def class_activation_maps(features, fc_weights, class_indices):
 
 
 def minmax_normalised(cams):
-    """CAMs ``[H, W]`` or ``[B, H, W]`` each scaled to [0, 1] (flat or non-finite maps -> 0)."""
-    cams = np.asarray(cams, dtype=np.float64)
-    axes = (-2, -1)
-    low, high = cams.min(axis=axes, keepdims=True), cams.max(axis=axes, keepdims=True)
-    valid = np.isfinite(low) & np.isfinite(high) & (high > low)
-    span = np.where(valid, high - low, 1.0)
-    return np.where(valid, (cams - np.where(valid, low, 0.0)) / span, 0.0)
+    """CAMs ``[H, W]`` or ``[B, H, W]``, each ``normalize_cam``-ed (flat or non-finite maps -> 0)."""
+    cams = np.asarray(cams)
+    return np.stack([normalize_cam(cam) for cam in cams.reshape((-1,) + cams.shape[-2:])]).reshape(cams.shape)
 
 
 def released_fusion_rule(arch):
@@ -72,11 +68,11 @@ def released_fusion_rule(arch):
         raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(RELEASED_FUSION_RULES)}")
 
 
-def fusion_rule(choice, arch, method=None):
-    """Resolve the ``--cam_fusion`` choice ('released', 'max' or 'mean') for ``arch`` (and
-    ``method``: 'released' is the method's own rule when it has one, ``METHOD_FUSION_RULES``)."""
+def fusion_rule(choice, arch):
+    """Resolve the ``--cam_fusion`` choice ('released', 'max' or 'mean', or a method's fixed rule
+    such as ACoL's 'max_normalised') for ``arch``."""
     if choice == "released":
-        return METHOD_FUSION_RULES.get(method) or released_fusion_rule(arch)
+        return released_fusion_rule(arch)
     if choice not in FUSION_RULES:
         raise ValueError(f"unknown CAM fusion {choice!r}; expected 'released' or one of {FUSION_RULES}")
     return choice

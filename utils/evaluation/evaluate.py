@@ -95,7 +95,7 @@ class EvaluationPass:
         self.predictor, self.num_heads, self.args, self.masks = predictor, num_heads, args, masks
         self.parts = parts   # MaskFolder of part masks (0 background, 1 part, 2 body) or None
         self.class_names, self.save_cams, self.saved_cams = class_names, save_cams, []
-        self.rule = fusion_rule(args.cam_fusion, args.arch_name, args.method_name)
+        self.rule = fusion_rule(args.cam_fusion, args.arch_name)
         self.records, self.panels, self.example_cams = [], {}, {}
 
     def run(self, label_file, image_root, number_of_val=None, number_of_examples=0, desc="evaluate"):

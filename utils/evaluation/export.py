@@ -80,7 +80,7 @@ def build_serving_graph(args, class_names):
     probabilities = tf.nn.softmax(logits)
     top = tf.nn.top_k(probabilities, k=min(TOP_K, spec.num_classes))
     names = tf.constant(class_names or [str(i) for i in range(spec.num_classes)])
-    rule = fusion_rule(args.cam_fusion, args.arch_name, args.method_name)
+    rule = fusion_rule(args.cam_fusion, args.arch_name)
     outputs = {"logits": logits, "probabilities": probabilities, "top5_classes": top.indices,
                "top5_scores": top.values, "top5_names": tf.gather(names, top.indices),
                "cam": fused_cam(features, weights, top.indices[:, 0], rule)}
@@ -122,7 +122,7 @@ def _write_saved_model(args, out_dir, checkpoint, class_names):
                "".join(f"{name}\n" for name in class_names or [str(i) for i in range(args.number_of_class)]))
     write_json(os.path.join(extra, "export.json"),
                {"checkpoint": checkpoint, "input": f"uint8 RGB [N, {args.final_size}, {args.final_size}, 3]",
-                "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name, args.method_name),
+                "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name),
                  "config": config_dict(args)},
                indent=2, default=str)
 

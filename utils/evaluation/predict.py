@@ -106,7 +106,7 @@ class RunPredictor:
         self.args = args
         self.checkpoint = checkpoint_to_evaluate(args)
         self._predictor, self._num_heads = make_predictor(args, self.checkpoint, extra_outputs=("logits",))
-        self.rule = fusion_rule(args.cam_fusion, args.arch_name, args.method_name)
+        self.rule = fusion_rule(args.cam_fusion, args.arch_name)
 
     def __call__(self, crops, classes=None):
         _, *outputs = self._predictor(np.asarray(crops, np.uint8))
