@@ -70,7 +70,8 @@ def test_method_flags_are_recorded_and_inherited_and_another_methods_refused(run
     from utils.config import ConfigError, parse_args, run_config
     expected = {"HaS": ("has_drop_rate", 0.3), "CutMix": ("cutmix_beta", 0.5), "ACoL": ("acol_threshold", 0.6)}
     for method, (name, value) in expected.items():
-        assert read_json(runs[method] / "config.json")["model_spec"][name] == value
+        config = read_json(runs[method] / "config.json")
+        assert config[name] == value and [name, value] in config["model_spec"]["options"]
         assert getattr(run_config(str(runs[method])), name) == value         # --evaluate, predict, export
     assert read_json(runs["SPG"] / "config.json")["spg_thresholds"] == [0.7, 0.01, 0.5, 0.05, 0.7, 0.1]
     with pytest.raises(ConfigError, match="--acol_threshold 0.5 contradicts"):
@@ -150,3 +151,11 @@ def test_vgg_graph_takes_a_finite_step_with_gradients_into_the_methods_layers(me
     assert np.isfinite(loss) and len(variables) >= len(own)
     for variable, grad in zip(variables, grads):
         assert np.isfinite(grad).all() and np.abs(grad).max() > 0, variable.op.name
+
+
+def test_baselines_are_rows_of_the_demo():
+    from utils.demo import apply_recipe, build_parser, train_options
+    args = apply_recipe(build_parser().parse_args(["--methods", "CAM", "HaS", "ACoL", "SPG", "CutMix", "FSL"]))
+    assert [train_options(args, m)["method_name"] for m in args.methods] == ["CAM", "HaS", "ACoL", "SPG", "CutMix",
+                                                                             "FSL"]
+    assert build_parser().parse_args([]).methods == ["CAM", "E2Net"]
