@@ -64,4 +64,4 @@ def acol_heads(x, spec, label, threshold):
 def acol_cross_entropy(heads, label):
     """CE(A) + CE(B), each averaged over the batch."""
     return tf.add_n([tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits))
-                     for _, logits, _ in heads.values()], name="xentropy")
+                     for _, logits, _ in heads.values()])

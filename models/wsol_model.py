@@ -105,6 +105,12 @@ class WSOLModel(ModelDesc):
                 tf.identity(weights, name=f"fc_weights_{name}")
         return heads
 
+    def classification_logits(self, heads):
+        """The method's ``logits`` of the heads, else the sum of the heads' logits."""
+        if self.method.logits is not None:
+            return self.method.logits(self.spec, heads)
+        return tf.add_n([head_logits for _, head_logits, _ in heads.values()])
+
     def build_graph(self, image, label, bbox, *extra):
         targets = None
         training = get_current_tower_context().is_training
@@ -113,10 +119,7 @@ class WSOLModel(ModelDesc):
         forward = Forward(label=label if training else None,
                           inputs={spec.name: tensor for spec, tensor in zip(self.extra_inputs(), extra)})
         heads = self.build_heads(image, forward)
-        if self.method.logits is not None:
-            logits = tf.identity(self.method.logits(self.spec, heads), name="logits")
-        else:
-            logits = tf.add_n([head_logits for _, head_logits, _ in heads.values()], name="logits")
+        logits = tf.identity(self.classification_logits(heads), name="logits")
         tf.identity(tf.nn.top_k(logits, k=min(5, self.spec.num_classes)).indices, name="top5")
         wrong1 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 1)), tf.float32, name="wrong-top1")
         wrong5 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 5)), tf.float32, name="wrong-top5")

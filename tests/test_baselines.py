@@ -76,8 +76,13 @@ def test_method_flags_are_recorded_and_inherited_and_another_methods_refused(run
     assert read_json(runs["SPG"] / "config.json")["spg_thresholds"] == [0.7, 0.01, 0.5, 0.05, 0.7, 0.1]
     with pytest.raises(ConfigError, match="--acol_threshold 0.5 contradicts"):
         parse_args(["--evaluate", "--log_dir", str(runs["ACoL"]), "--acol_threshold", "0.5"])
-    with pytest.raises(ConfigError, match="--has_grid_size needs --method_name HaS"):
+    with pytest.raises(ConfigError, match="--has_grid_size 8 contradicts"):
         parse_args(["--evaluate", "--log_dir", str(runs["ACoL"]), "--has_grid_size", "8"])
+    new_run = ["--dataset_name", "SYNTH", "--number_of_class", "4", "--log_dir", str(runs["ACoL"].parent / "new")]
+    for method, other in (("ACoL", ["--has_grid_size", "8"]), ("HaS", ["--spg_thresholds"] + ["0.5"] * 6),
+                          ("CAM", ["--cutmix_prob", "0.5"]), ("FSL", ["--acol_threshold", "0.5"])):
+        with pytest.raises(ConfigError, match=f"{other[0]} needs --method_name"):
+            parse_args(new_run + ["--method_name", method] + other)
 
 
 def test_acol_export_equals_the_predictor_with_the_max_of_normalised_branch_cams(runs, data_dir, tmp_path):

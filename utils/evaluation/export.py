@@ -76,7 +76,7 @@ def build_serving_graph(args, class_names):
         heads = model.build_heads(tf.reverse(image, axis=[-1]))              # RGB in, BGR into the net
     features = [to_nhwc(f) for f, _, _ in heads.values()]
     weights = [w for _, _, w in heads.values()]
-    logits = tf.add_n([head_logits for _, head_logits, _ in heads.values()])
+    logits = model.classification_logits(heads)
     probabilities = tf.nn.softmax(logits)
     top = tf.nn.top_k(probabilities, k=min(TOP_K, spec.num_classes))
     names = tf.constant(class_names or [str(i) for i in range(spec.num_classes)])
