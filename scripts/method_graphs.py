@@ -65,7 +65,7 @@ def markdown(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=os.path.join(REPO, "docs", "methods.md"))
+    parser.add_argument("--out", default=os.path.join(REPO, "docs", "method_graphs.md"))
     args = parser.parse_args(argv)
     results = {(arch, method): graph_variables(arch, method) for arch, _ in ARCHS for method in METHODS}
     write_text(args.out, markdown(results))

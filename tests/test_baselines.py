@@ -164,3 +164,21 @@ def test_baselines_are_rows_of_the_demo():
     assert [train_options(args, m)["method_name"] for m in args.methods] == ["CAM", "HaS", "ACoL", "SPG", "CutMix",
                                                                              "FSL"]
     assert build_parser().parse_args([]).methods == ["CAM", "E2Net"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method_name", "HaS", "--has_drop_rate", "1.5"], "--has_drop_rate must be in [0, 1], got 1.5"),
+    (["--method_name", "HaS", "--has_grid_size", "-1"], "--has_grid_size must be >= 0 (0 = hide nothing), got -1"),
+    (["--method_name", "ACoL", "--acol_threshold", "nan"], "--acol_threshold must be in [0, 1], got nan"),
+    (["--method_name", "CutMix", "--cutmix_beta", "-0.5"], "--cutmix_beta must be >= 0 (0 = no mixing), got -0.5"),
+    (["--method_name", "CutMix", "--cutmix_prob", "2"], "--cutmix_prob must be in [0, 1], got 2.0"),
+    (["--method_name", "SPG", "--spg_thresholds", "0.1", "0.5", "0.5", "0.05", "0.7", "0.1"],
+     "--spg_thresholds: each low threshold must be <= its high one, got 0.1 0.5 0.5 0.05 0.7 0.1"),
+    (["--method_name", "SPG", "--spg_thresholds", "1.7", "0.5", "0.5", "0.05", "0.7", "0.1"],
+     "--spg_thresholds must be six values h1 l1 h2 l2 h3 l3 in [0, 1], got 1.7 0.5 0.5 0.05 0.7 0.1"),
+])
+def test_method_flags_out_of_range_are_one_line(argv, message, tmp_path):
+    from utils.config import ConfigError, parse_args
+    with pytest.raises(ConfigError) as error:
+        parse_args(["--dataset_name", "SYNTH", "--number_of_class", "4", "--log_dir", str(tmp_path / "r")] + argv)
+    assert str(error.value) == message
