@@ -125,6 +125,10 @@ COMMON_FLAGS = (
          help="folder holding <DATASET>/{train,val}.txt (default: labels/ for CUB and ILSVRC, "
               "the data set's own folder otherwise), or a wsolevaluation metadata folder holding "
               "<DATASET>/{train,test,val}/image_ids.txt ... (test is evaluated, val = train-fullsup)"),
+    Flag("val_split", "run", default="val", metavar="SPLIT",
+         help="the list validated during training (min-val-error-top1) and evaluated by --evaluate: a split "
+              "name of the data set (val, train_fullsup, ...); the fair protocol (python -m utils.tune) "
+              "trains and scores its trials on train_fullsup so that the val list is read only at the end"),
     Flag("cam_fusion", "run", default="released", choices=CAM_FUSIONS,
          help="head fusion: released (VGG: mean of the heads' weights x max of their maps; ResNet: "
               "per-pixel max of the heads' CAMs, the 3x3 head with the mean of all heads' weights), "
