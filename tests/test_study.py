@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from utils.study import (METHODS, RECIPES, StudyError, aggregate, build_parser, compare, comparisons,
+from utils.study import (BASELINES, METHODS, RECIPES, StudyError, aggregate, build_parser, compare, comparisons,
                          main, resolve, run_options, run_values, study_tables)
 from utils.training.launch import RunError, check_same_experiment, finished_metrics, train_command
 
@@ -79,13 +79,16 @@ def test_options_tiny_preset_flags_override_and_run_identity():
     assert (args.methods, args.seeds, args.size, args.width, args.epochs) == (["CAM", "ADL"], [5], 32, 0.125, 1)
     assert args.arch == "resnet" and args.base_lr == RECIPES["resnet"]["base_lr"] and os.path.isabs(args.out)
     full = resolve(build_parser().parse_args([]))
-    assert full.methods == list(METHODS) and full.seeds == [0, 1, 2]
+    assert full.methods == [m for m in METHODS if m not in BASELINES] and full.seeds == [0, 1, 2]
+    assert "FSL" in METHODS and "FSL" not in full.methods
     assert (full.epochs, full.lr_decay_epochs) == (RECIPES["resnet"]["epochs"], RECIPES["resnet"]["lr_decay_epochs"])
     assert full.steps_per_epoch == 2000 // 32 and (full.size, full.width) == (96, 0.25)
     options = run_options(full, "OSE-5", 1, "/d")
     assert options["method_name"] == "OSE" and options["use_bn"] == 1 and len(options["ose_heads"]) == 5
     assert run_options(full, "MAE-max", 0, "/d")["mae_mask"] == "max"
     assert "use_bn" not in run_options(full, "CAM", 0, "/d")
+    baselines = resolve(build_parser().parse_args(["--methods", "CAM", *BASELINES]))
+    assert [run_options(baselines, m, 0, "/d")["method_name"] for m in BASELINES] == list(BASELINES)
     with pytest.raises(StudyError, match="unknown method 'SAE'"):
         resolve(build_parser().parse_args(["--methods", "CAM", "SAE"]))
 

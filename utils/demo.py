@@ -33,7 +33,8 @@ from utils.evaluation.visualization import comparison_grid, comparison_row
 from utils.recipes import RECIPES, backbone_options, recipe_defaults
 from utils.training.launch import REPO, run_logged, train_command
 
-METHODS = ("CAM", "E2Net")
+METHODS = ("CAM", "E2Net")                                 # the default rows
+CHOICES = METHODS + ("HaS", "ACoL", "SPG", "CutMix", "FSL")    # any may be asked for with --methods
 IOU_LEVELS = (30, 50, 70)
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc (τ 0.2)"),
            ("gt_known_best", "GT-known Loc (best τ)"), ("maxboxacc_v2", "MaxBoxAccV2"),
@@ -75,8 +76,9 @@ def build_parser():
     p.add_argument("--data_dir", default=os.path.join(REPO, "dataset"), help="SYNTH is generated here")
     p.add_argument("--out", default=os.path.join(REPO, "train_log", "demo"), help="results folder")
     p.add_argument("--examples", type=int, default=6, help="rows of the picture grid")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                   help="methods to train (e.g. CAM alone to calibrate SYNTH)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=CHOICES,
+                   help="methods to train (e.g. CAM alone to calibrate SYNTH, or wsolevaluation's baselines "
+                        "HaS ACoL SPG CutMix and the fully supervised FSL beside E2Net)")
     return p
 
 

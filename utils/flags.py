@@ -244,7 +244,8 @@ def flags_of_kind(kind):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Train or evaluate E2Net (MAE + OSE) and the CAM / ADL baselines with tensorpack. "
+        description="Train or evaluate E2Net (MAE + OSE) and its baselines (CAM, ADL, HaS, ACoL, SPG, CutMix, FSL) "
+                    "with tensorpack. "
                     "The released E2Net flags keep their meaning; names in brackets are released aliases.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     groups = {kind: p.add_argument_group(HELP_GROUPS[kind]) for kind in KINDS}
