@@ -164,11 +164,11 @@ def test_centre_crop_view_and_class_by_name(trained, images, tmp_path):
 
 
 def test_predict_bad_class_is_one_line(trained, images, tmp_path, capsys):
-    from utils.evaluation.predict import run_main
+    from utils.evaluation.predict import main as predict_main
     _, log_dir = trained
-    assert run_main(["--log_dir", str(log_dir), images[1][0], "--out", str(tmp_path), "--class", "7"]) == 2
+    assert predict_main(["--log_dir", str(log_dir), images[1][0], "--out", str(tmp_path), "--class", "7"]) == 2
     assert capsys.readouterr().err.strip() == "predict.py: error: --class 7: outside [0, 4)"
-    assert run_main(["--log_dir", str(log_dir), *images[1][3:], "--out", str(tmp_path)]) == 2
+    assert predict_main(["--log_dir", str(log_dir), *images[1][3:], "--out", str(tmp_path)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"predict.py: error: none of the 2 images could be read (first: {images[1][3]}: ")
     assert last.endswith("; nothing written") and os.listdir(tmp_path) == []

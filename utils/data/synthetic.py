@@ -422,6 +422,11 @@ MIN_PARAMS = {"num_classes": 1, "num_train": 1, "num_val": 0, "size": 32, "seed"
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``python -m utils.data.synthetic: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("python -m utils.data.synthetic", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(description="Generate the synthetic WSOL data set SYNTH.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="dataset/SYNTH", help="output directory")
@@ -455,4 +460,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("python -m utils.data.synthetic", main))
+    sys.exit(main())
