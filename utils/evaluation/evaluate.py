@@ -63,7 +63,7 @@ def evaluation_inputs(args):
     ``<data_dir>/<NAME>/masks`` when it exists; ``<data_dir>/<NAME>/parts`` when it exists;
     ``--tau_split`` as a path, else as a split name resolved like ``val``; the run's class names,
     ``run_class_names_file``)."""
-    label_file, image_root = split_paths(args, "val")
+    label_file, image_root = split_paths(args, args.val_split)
     default_masks = default_mask_dir(args.data_dir, args.dataset_name)
     if args.mask_dir or os.path.isdir(default_masks):
         masks = MaskFolder(args.mask_dir or default_masks)

@@ -18,7 +18,7 @@ import sys
 
 from tabulate import tabulate
 
-from models.spec import METHODS, canonical_method
+from models.methods.registry import METHODS, canonical_method
 from utils.atomic import write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.report import read_metrics

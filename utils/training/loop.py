@@ -89,7 +89,7 @@ def session_init(args, resume):
 
 
 def val_dataflow(args, per_tower_batch):
-    label_file, image_root = split_paths(args, "val")
+    label_file, image_root = split_paths(args, args.val_split)
     ds = get_eval_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                            workers=args.workers, number_of_val=args.number_of_val,
                            num_classes=args.number_of_class, cache_images="auto")
