@@ -23,7 +23,6 @@ from utils import compat
 from utils.data.dataflow import get_eval_dataflow
 from utils.data.labels import LabelListError
 from utils.evaluation import paper_table, scorer
-from utils.errors import exit_on_user_error
 from utils.training import loop
 
 pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
@@ -334,7 +333,7 @@ def test_metadata_to_lists_bad_input(tmp_path, capsys, make, out, words):
     (tmp_path / "a_file").write_text("x\n")
     make(tmp_path / "meta")
     argv = ["to-lists", str(tmp_path / "meta"), out.format(tmp=tmp_path)]
-    assert exit_on_user_error("utils.data.metadata", metadata.main, argv) == 2
+    assert metadata.main(argv) == 2
     assert words.format(tmp=tmp_path) in one_error_line(capsys.readouterr().err, "utils.data.metadata")
     assert not (tmp_path / "lists").exists()
 
