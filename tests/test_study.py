@@ -94,9 +94,7 @@ def test_options_tiny_preset_flags_override_and_run_identity():
 
 
 def test_unknown_variant_is_one_line_before_any_work(tmp_path, capsys):
-    from utils.errors import exit_on_user_error
-    code = exit_on_user_error("utils.study", main, ["--methods", "CAM-control", "--control_variant", "no_such_variant",
-                                                   "--out", str(tmp_path / "s")])
+    code = main(["--methods", "CAM-control", "--control_variant", "no_such_variant", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "does not know the variant 'no_such_variant'" in err and "Traceback" not in err

@@ -216,6 +216,11 @@ class DemoError(UserError, RuntimeError):
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``run_demo.sh: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("run_demo.sh", _main, argv)
+
+
+def _main(argv=None):
     args = apply_recipe(build_parser().parse_args(argv))
     start = time.time()
     synth_dir = os.path.join(args.data_dir, "SYNTH")
@@ -252,4 +257,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("run_demo.sh", main))
+    sys.exit(main())

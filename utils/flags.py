@@ -254,13 +254,24 @@ def build_parser():
     return p
 
 
+def out_of_range(name, value):
+    """``"--<name> must be <range>, got <value>"`` when ``value`` is outside the declared range of
+    flag ``name`` (NaN included), else None: the one wording of a range error, also used by the
+    entry points that declare a flag of the same meaning (the scorer's and predict's
+    ``--cam_threshold``)."""
+    f = flag(name)
+    if f.range is not None and value is not None and value not in f.range:
+        return f"--{f.name} must be {f.range.words}, got {value}"
+    return None
+
+
 def check_ranges(args):
     """One ConfigError line for the first numeric flag outside its range (NaN included);
     None values are left to the presets."""
     for f in FLAGS:
-        value = getattr(args, f.name, None)
-        if f.range is not None and value is not None and value not in f.range:
-            raise ConfigError(f"--{f.name} must be {f.range.words}, got {value}")
+        problem = out_of_range(f.name, getattr(args, f.name, None))
+        if problem:
+            raise ConfigError(problem)
 
 
 def canonicalize(args):

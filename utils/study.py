@@ -380,6 +380,11 @@ def plot_study(path, stats, columns=None, chart=CHART, title=f"SYNTH ablation: {
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``utils.study: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("utils.study", _main, argv)
+
+
+def _main(argv=None):
     args = resolve(build_parser().parse_args(argv))
     start = time.time()
     make_folder(args.out)
@@ -406,4 +411,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("utils.study", main))
+    sys.exit(main())

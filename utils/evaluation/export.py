@@ -23,6 +23,7 @@ resize or crop images to ``S`` first, as ``predict.py`` does):
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import argparse
 import os
+import sys
 
 from tensorpack.tfutils.tower import TowerContext
 
@@ -128,6 +129,11 @@ def _write_saved_model(args, out_dir, checkpoint, class_names):
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``export: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("export", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m utils.evaluation.export",
                                      description="Export a trained run as a TensorFlow SavedModel.")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -143,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(exit_on_user_error("export", main))
+    sys.exit(main())
