@@ -63,7 +63,7 @@ def test_a_flag_of_another_method_is_refused_unless_at_its_unused_value(declare,
     (["--method_name", "OSE", "--mae_mask", "max"], "--mae_mask needs --method_name MAE or E2Net (got OSE)"),
     (["--method_name", "MAE", "--adl_keep_prob", "0.5"], "--adl_keep_prob needs --method_name ADL (got MAE)"),
     (["--method_name", "OSE", "--gating_position", "3"],
-     "--gating_position needs --method_name MAE, ADL or E2Net (got OSE)"),
+     "--gating_position needs --method_name ADL, MAE or E2Net (got OSE)"),
     (["--method_name", "CAM", "--arch_name", "resnet", "--use_bn", "1"],
      "--use_bn needs --method_name OSE or E2Net (got CAM)"),
     (["--method_name", "E2Net", "--use_bn", "1"], "--use_bn 1 applies to --arch_name resnet only (got vgg_gap)"),
@@ -83,12 +83,14 @@ def test_released_defaults_typed_for_a_method_that_ignores_them_are_accepted(tmp
 def test_every_spec_field_but_the_derived_ones_comes_from_one_flag():
     filled = [f.spec for f in flags.FLAGS if f.spec is not None]
     assert len(filled) == len(set(filled))
-    assert set(filled) | {"weight_decay", "pretrained_grad_scale"} == {field.name for field in fields(ModelSpec)}
+    assert set(filled) | {"weight_decay", "pretrained_grad_scale", "options"} == {field.name for field in fields(ModelSpec)}
 
 
 def test_kinds_are_queryable_and_cover_every_flag():
-    assert {"epoch", "batch_size", "base_lr", "lr_decay_epochs", "clip_gradients"} <= set(flags.flags_of_kind("training"))
-    assert flags.flags_of_kind("run") == ("dataset_name", "data_dir", "label_dir", "cam_fusion")
+    training = set(flags.flags_of_kind("training"))
+    assert {"epoch", "batch_size", "base_lr", "lr_decay_epochs", "clip_gradients"} <= training
+    assert {"dataset_name", "data_dir", "label_dir", "cam_fusion"} <= set(flags.flags_of_kind("run"))
+    assert "method_name" in flags.flags_of_kind("model") and "gpu" in flags.flags_of_kind("placement")
     assert sum(len(flags.flags_of_kind(kind)) for kind in flags.KINDS) == len(flags.FLAGS)
     with pytest.raises(ValueError):
         flags.flags_of_kind("modle")

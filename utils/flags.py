@@ -17,7 +17,9 @@ Kinds:
   ``model``       decides the graph; ``--evaluate`` and resume take it from the run's config.json,
                   and a typed value that contradicts it is a one-line ConfigError;
   ``run``         where the data is and how heads are fused: taken from config.json unless typed;
-  ``training``    the training recipe (the same for every step of a run);
+  ``training``    the training recipe, fixed at a run's first step: resume and ``--evaluate`` take it
+                  from config.json, and a typed value that contradicts it is a one-line ConfigError
+                  (except a larger ``--epoch`` when training, which extends the run);
   ``start``       how this process starts (checkpoint to load, first epoch);
   ``evaluation``  what the evaluation computes and writes;
   ``placement``   where and on what the process runs (devices, trainer, cluster, layout, folder).
@@ -27,26 +29,18 @@ than ``unused`` (what the flag holds for a method that does not use it, by defau
 is a one-line ConfigError, never ignored.  A flag at that value is accepted, so that scripts which
 spell out a default keep running.  ``arch`` restricts a flag to one backbone the same way.
 
-No TensorFlow here.  Adding a flag is one ``Flag(...)`` line in ``FLAGS``.
+The ``Flag`` type is ``utils/flag.py``.  Adding a flag is one ``Flag(...)`` entry: in ``FLAGS``
+below, or, for a flag that belongs to a method, in that method's record (``models/methods/``),
+from which ``FLAGS`` takes it with the methods it belongs to.  No TensorFlow here.
 """
 import argparse
-import math
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Optional, Tuple
+from dataclasses import fields
 
 from utils.errors import ConfigError
-from models.spec import (ARCH_ALIASES, ARCHS, DEFAULT_POSITIONS, MAE_MASKS, OSE_HEADS, RELEASED_OSE_HEADS,
-                         ModelSpec, canonical_method)
-
-KINDS = ("run", "model", "training", "start", "evaluation", "placement")
-HELP_GROUPS = {
-    "run": "data and run defaults (taken from the run's config.json unless given)",
-    "model": "model (decides the graph; --evaluate and resume take these from the run's config.json)",
-    "training": "training recipe",
-    "start": "start of this process",
-    "evaluation": "evaluation",
-    "placement": "placement (devices, trainers, cluster, data layout, run folder)",
-}
+from utils.flag import AT_LEAST_0, AT_LEAST_1, HELP_GROUPS, KINDS, POSITIVE, UNIT, Flag, Range
+from models.methods.registry import (METHODS, canonical_method, method, method_flags, position_methods,
+                                     released_names)
+from models.spec import ARCH_ALIASES, ARCHS, ModelSpec
 
 DATASET_ALIASES = {"ImageNet": "ILSVRC"}  # released name; CUB, ILSVRC, SYNTH have presets, any name works
 TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
@@ -60,39 +54,6 @@ CAM_THRESHOLD = {("vgg_gap", "CUB"): 0.07, ("vgg_gap", "ILSVRC"): 0.09,
                  ("resnet", "CUB"): 0.09, ("resnet", "ILSVRC"): 0.10}
 CAM_BASELINE_THRESHOLD = 0.2
 DEFAULT_CAM_THRESHOLD = 0.2
-POSITION_METHODS = ("MAE", "ADL", "E2Net")     # methods with an op at --gating_position
-OSE_METHODS = ("OSE", "E2Net")                 # methods with several heads
-MAE_METHODS = ("MAE", "E2Net")
-
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed values of a numeric flag: lo <= v (lo < v if lo_open), v <= hi (v < hi if hi_open).
-    NaN is outside every range."""
-    lo: float = -math.inf
-    hi: float = math.inf
-    lo_open: bool = False
-    hi_open: bool = False
-    note: str = ""
-
-    def __contains__(self, value):
-        above = value > self.lo if self.lo_open else value >= self.lo
-        below = value < self.hi if self.hi_open else value <= self.hi
-        return above and below
-
-    @property
-    def words(self):
-        if math.isinf(self.hi):
-            text = f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        else:
-            text = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
-        return f"{text} ({self.note})" if self.note else text
-
-
-UNIT = Range(0, 1)
-POSITIVE = Range(0, lo_open=True, hi_open=True)
-AT_LEAST_1 = Range(1)
-AT_LEAST_0 = Range(0)
 
 
 def canonical_arch(name):
@@ -110,59 +71,8 @@ def _method(name):
         raise ConfigError(str(e)) from None
 
 
-_UNSET = object()
-
-
-@dataclass(frozen=True)
-class Flag:
-    """One flag of train.py (see the module docstring)."""
-    name: str                                  # --name, and the attribute / config.json key
-    kind: str
-    help: str
-    type: Optional[Callable] = str             # argparse type of one value (None: store_true)
-    default: Any = None
-    aliases: Tuple[str, ...] = ()              # released spellings, e.g. ("--batch",)
-    choices: Optional[Tuple] = None
-    nargs: Optional[str] = None
-    metavar: Optional[str] = None
-    range: Optional[Range] = None
-    canonical: Optional[Callable] = None       # value -> project vocabulary (after parsing and on comparison)
-    methods: Optional[Tuple[str, ...]] = None  # the methods the flag belongs to (None: every method)
-    arch: Optional[str] = None                 # the backbone the flag belongs to (None: every backbone)
-    unused: Any = _UNSET                       # value for a method that does not use it (default: default)
-    preset: Optional[Callable] = None          # (args, env) -> value when the value is still None
-    spec: Optional[str] = None                 # ModelSpec field the flag fills
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"flag --{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
-
-    @property
-    def unused_value(self):
-        return self.default if self.unused is _UNSET else self.unused
-
-    def normalize(self, value):
-        """The value as ``resolve`` stores it, for comparing a typed value with config.json's."""
-        if value is None:
-            return None
-        if self.canonical is not None:
-            return self.canonical(value)
-        if self.nargs is not None:
-            return [self.type(v) for v in value]
-        if self.type is None:
-            return bool(value)
-        return self.type(value)
-
-    def add_to(self, group):
-        options = dict(default=self.default, help=self.help)
-        if self.type is None:
-            options["action"] = "store_true"
-        else:
-            options["type"] = self.type
-            for key in ("choices", "nargs", "metavar"):
-                if getattr(self, key) is not None:
-                    options[key] = getattr(self, key)
-        group.add_argument(f"--{self.name}", *self.aliases, dest=self.name, **options)
+def _either(names):
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _epochs(args, env):
@@ -180,11 +90,11 @@ def _cam_threshold(args, env):
 
 
 def _positions(args, env):
-    return list(DEFAULT_POSITIONS[args.arch_name]) if args.method_name in POSITION_METHODS else []
-
-
-def _heads(args, env):
-    return list(RELEASED_OSE_HEADS) if args.method_name in OSE_METHODS else ["3x3"]
+    defaults = method(args.method_name).positions or {}
+    if args.arch_name not in defaults:
+        raise ConfigError(f"--gating_position is needed: {args.method_name} has no default positions on "
+                          f"{args.arch_name}")
+    return list(defaults[args.arch_name])
 
 
 def _data_format(args, env):
@@ -205,7 +115,8 @@ def _number_of_class(args, env):
     return size
 
 
-FLAGS = (
+# The flags every method shares; FLAGS adds the methods' own (models/methods/).
+COMMON_FLAGS = (
     # data and run defaults
     Flag("dataset_name", "run", default="CUB", metavar="NAME",
          canonical=lambda v: DATASET_ALIASES.get(v, v),
@@ -216,6 +127,10 @@ FLAGS = (
          help="folder holding <DATASET>/{train,val}.txt (default: labels/ for CUB and ILSVRC, "
               "the data set's own folder otherwise), or a wsolevaluation metadata folder holding "
               "<DATASET>/{train,test,val}/image_ids.txt ... (test is evaluated, val = train-fullsup)"),
+    Flag("val_split", "run", default="val", metavar="SPLIT",
+         help="the list validated during training (min-val-error-top1) and evaluated by --evaluate: a split "
+              "name of the data set (val, train_fullsup, ...); the fair protocol (python -m utils.tune) "
+              "trains and scores its trials on train_fullsup so that the val list is read only at the end"),
     Flag("cam_fusion", "run", default="released", choices=CAM_FUSIONS,
          help="head fusion: released (VGG: mean of the heads' weights x max of their maps; ResNet: "
               "per-pixel max of the heads' CAMs, the 3x3 head with the mean of all heads' weights), "
@@ -226,28 +141,16 @@ FLAGS = (
     Flag("depth", "model", type=int, default=50, choices=(50,), help="ResNet depth"),
     Flag("mode", "model", default="se", choices=("se",), help="ResNet variant (SE-ResNet)"),
     Flag("method_name", "model", default="E2Net", canonical=_method, spec="method",
-         help="CAM, ADL, MAE, OSE or E2Net (released: AAE = MAE, SAE = OSE, AAE_SAE = E2Net)"),
-    Flag("gating_position", "model", nargs="*", methods=POSITION_METHODS, unused=[], preset=_positions,
+         help=f"{_either(METHODS)} (released: {released_names()})"),
+    Flag("gating_position", "model", nargs="*", methods=position_methods(), unused=[], preset=_positions,
          spec="positions",
-         help="MAE / ADL positions: VGG '3 4 53' (after pool3, pool4, conv5_3); "
+         help=f"positions of the {_either(position_methods())} op: VGG '3 4 53' (after pool3, pool4, conv5_3); "
               "ResNet '31 41 5' (10(g+1)+k+1 after group g block k, 5 = end of group3)"),
     Flag("number_of_class", "model", type=int, range=AT_LEAST_1, preset=_number_of_class, spec="num_classes",
          help="classes (default: 200 for VGG on CUB, 1000 for ResNet on CUB as released, "
               "1000 on ILSVRC, the class list size on SYNTH)"),
     Flag("final_size", "model", type=int, default=224, range=Range(32), spec="image_size",
          help="crop size fed to the network (multiple of 16)"),
-    Flag("aae_threshold", "model", type=float, default=0.5, range=UNIT, methods=MAE_METHODS,
-         spec="mae_threshold", help="MAE threshold theta"),
-    Flag("mae_mask", "model", default="sum", choices=MAE_MASKS, methods=MAE_METHODS, spec="mae_mask",
-         help="MAE mask: 'sum' = released (A/sum A < theta), 'max' = paper reading (A < theta max A)"),
-    Flag("adl_threshold", "model", type=float, default=0.5, range=UNIT, methods=("ADL",), spec="adl_threshold",
-         help="ADL drop threshold gamma (released default)"),
-    Flag("adl_keep_prob", "model", type=float, default=0.25, range=UNIT, methods=("ADL",), spec="adl_keep_prob",
-         help="ADL: probability of using the importance map instead of the drop mask"),
-    Flag("ose_heads", "model", nargs="+", choices=OSE_HEADS, methods=OSE_METHODS, unused=["3x3"],
-         preset=_heads, spec="ose_heads", help="OSE heads (default for OSE/E2Net: 3x3 1x3 3x1 as released)"),
-    Flag("use_bn", "model", type=int, default=0, choices=(0, 1), methods=OSE_METHODS, arch="resnet", spec="use_bn",
-         help="BN in the ResNet OSE convolutions"),
     Flag("width_multiplier", "model", type=float, default=1.0, spec="width_multiplier",
          help="channel scaling for small CPU runs (1.0 = the published networks)"),
     # training recipe
@@ -320,6 +223,7 @@ FLAGS = (
     Flag("log_dir", "placement",
          help="run folder (a bare name goes under train_log/); rerunning resumes from it"),
 )
+FLAGS = COMMON_FLAGS + method_flags()
 
 
 def flag(name):
@@ -340,7 +244,8 @@ def flags_of_kind(kind):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Train or evaluate E2Net (MAE + OSE) and the CAM / ADL baselines with tensorpack. "
+        description="Train or evaluate E2Net (MAE + OSE) and its baselines (CAM, ADL, HaS, ACoL, SPG, CutMix, FSL) "
+                    "with tensorpack. "
                     "The released E2Net flags keep their meaning; names in brackets are released aliases.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     groups = {kind: p.add_argument_group(HELP_GROUPS[kind]) for kind in KINDS}
@@ -349,13 +254,24 @@ def build_parser():
     return p
 
 
+def out_of_range(name, value):
+    """``"--<name> must be <range>, got <value>"`` when ``value`` is outside the declared range of
+    flag ``name`` (NaN included), else None: the one wording of a range error, also used by the
+    entry points that declare a flag of the same meaning (the scorer's and predict's
+    ``--cam_threshold``)."""
+    f = flag(name)
+    if f.range is not None and value is not None and value not in f.range:
+        return f"--{f.name} must be {f.range.words}, got {value}"
+    return None
+
+
 def check_ranges(args):
     """One ConfigError line for the first numeric flag outside its range (NaN included);
     None values are left to the presets."""
     for f in FLAGS:
-        value = getattr(args, f.name, None)
-        if f.range is not None and value is not None and value not in f.range:
-            raise ConfigError(f"--{f.name} must be {f.range.words}, got {value}")
+        problem = out_of_range(f.name, getattr(args, f.name, None))
+        if problem:
+            raise ConfigError(problem)
 
 
 def canonicalize(args):
@@ -366,10 +282,14 @@ def canonicalize(args):
 
 
 def apply_presets(args, **env):
-    """Replace the None values of flags that have a preset (``env``: facts that are not flags,
-    e.g. ``gpu_present``, ``class_list_size``)."""
+    """Replace the None values: a flag of another method takes its unused value, others their
+    preset (``env``: facts that are not flags, e.g. ``gpu_present``, ``class_list_size``)."""
     for f in FLAGS:
-        if f.preset is not None and getattr(args, f.name) in (None, []):
+        if getattr(args, f.name) not in (None, []):
+            continue
+        if f.methods is not None and args.method_name not in f.methods:
+            setattr(args, f.name, f.unused_value)
+        elif f.preset is not None:
             setattr(args, f.name, f.preset(args, env))
 
 
@@ -378,11 +298,28 @@ def shown(value):
     return " ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
+EXTENDS_A_RUN = "epoch"   # the one training flag a rerun may raise: more epochs extend a run
+
+
 def inherit(args, record, explicit, path):
-    """Take the ``model`` flags (and, unless typed, the ``run`` flags) from a run's config.json
-    ``record`` (read from ``path``); a typed model flag that contradicts it is a ConfigError."""
+    """Take the ``model`` and ``training`` flags (and, unless typed, the ``run`` flags) from a run's
+    config.json ``record`` (read from ``path``).  A typed model flag that contradicts it is a
+    ConfigError; so is a typed training flag (a run's recipe is fixed at its first step), except a
+    larger ``--epoch`` when training (not ``--evaluate``), which extends the run."""
     for f in FLAGS:
-        if f.kind == "model":
+        if f.kind == "training" and f.name in record:
+            stored = f.normalize(record[f.name])
+            typed = f.normalize(getattr(args, f.name))
+            extends = (f.name == EXTENDS_A_RUN and not args.evaluate and stored is not None and typed is not None
+                       and typed > stored)
+            if f.name in explicit and typed != stored and not extends:
+                more = "" if args.evaluate else f" (a larger --{EXTENDS_A_RUN} than {record.get(EXTENDS_A_RUN)} extends it)"
+                raise ConfigError(f"--{f.name} {shown(typed)} contradicts the run's {path} ({f.name} = "
+                                  f"{shown(stored)}): a run's training flags are fixed at its first step; drop the "
+                                  f"flag, or use another --log_dir{more}")
+            if not extends:
+                setattr(args, f.name, stored)
+        elif f.kind == "model":
             if f.name not in record:
                 raise ConfigError(f"{path}: has no {f.name!r}; not a config.json written by train.py")
             stored = f.normalize(record[f.name])
@@ -395,13 +332,9 @@ def inherit(args, record, explicit, path):
             setattr(args, f.name, record[f.name])
 
 
-def _either(names):
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-
 def check_methods(args, given=None):
-    """Refuse a flag of another method or backbone, typed at a value other than its unused one.
-    ``given``: names typed on the command line (None: every flag)."""
+    """Refuse a flag of another method or backbone, typed at a value other than its unused one,
+    and set the CAM fusion a method fixes.  ``given``: names typed on the command line (None: every flag)."""
     for f in FLAGS:
         if given is not None and f.name not in given:
             continue
@@ -414,12 +347,24 @@ def check_methods(args, given=None):
         if f.arch is not None and args.arch_name != f.arch:
             raise ConfigError(f"--{f.name} {shown(value)} applies to --arch_name {f.arch} only "
                               f"(got {args.arch_name})")
+    fixed = method(args.method_name).cam_fusion
+    if fixed is not None and args.cam_fusion != fixed:
+        if given is not None and "cam_fusion" in given:
+            raise ConfigError(f"--cam_fusion {args.cam_fusion}: {args.method_name} fuses its CAMs with "
+                              f"--cam_fusion {fixed}; drop the flag")
+        args.cam_fusion = fixed
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def spec_kwargs(args):
-    """ModelSpec keyword arguments of the flags that fill a field, converted to its type."""
+    """ModelSpec keyword arguments of the flags that fill a field, converted to its type, and
+    ``options``: the method's own flags without a field."""
     types = {field.name: field.type for field in fields(ModelSpec)}
-    kwargs = {}
+    kwargs = {"options": tuple((f.name, _hashable(getattr(args, f.name))) for f in FLAGS
+                               if f.spec is None and f.methods is not None and args.method_name in f.methods)}
     for f in FLAGS:
         if f.spec is None:
             continue

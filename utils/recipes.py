@@ -18,6 +18,7 @@ Two regimes (``REGIMES``):
 """
 import os
 
+from models.methods.registry import owners
 from utils.errors import UserError
 from utils.pretrain import zoo_file
 
@@ -34,10 +35,6 @@ RECIPES = {
 }
 ARCHS = tuple(RECIPES["scratch"])
 
-# ResNet50-SE: BN in the OSE convolutions (--use_bn 1), as in the released ResNet script.
-OSE_METHODS = ("OSE", "E2Net")
-
-
 class MissingPretrainedFileError(UserError, FileNotFoundError):
     """The pretrained regime needs a model-zoo file of the backbone and width that is not there."""
 
@@ -48,8 +45,10 @@ def recipe(arch, regime):
 
 
 def backbone_options(arch, method_name):
-    """train.py options a method needs on a backbone beyond the recipe ({"use_bn": 1} or {})."""
-    return {"use_bn": 1} if arch == "resnet" and method_name in OSE_METHODS else {}
+    """train.py options a method needs on a backbone beyond the recipe ({"use_bn": 1} or {}):
+    on ResNet50-SE, BN in the OSE convolutions of the methods that have them, as in the released
+    ResNet script."""
+    return {"use_bn": 1} if arch == "resnet" and method_name in owners("use_bn") else {}
 
 
 def regime_options(arch, regime, width):

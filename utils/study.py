@@ -1,4 +1,5 @@
-"""The seeded ablation study on SYNTH: every E2Net component against CAM, several seeds each.
+"""The seeded ablation study on SYNTH: every E2Net component (and, on request, wsolevaluation's
+baselines HaS, ACoL, SPG, CutMix and FSL) against CAM, several seeds each.
 
 ``python -m utils.study`` trains and evaluates each method of ``--methods`` once per seed of
 ``--seeds`` with ``train.py`` (subprocesses, one after another; ``utils.training.launch``),
@@ -59,11 +60,18 @@ METHODS = {
     "E2Net-sum": Method("E2Net, released MAE rule (--mae_mask sum)", "E2Net", {"mae_mask": "sum"}),
     "E2Net-max": Method("E2Net, max MAE rule (--mae_mask max)", "E2Net", {"mae_mask": "max"}),
     "CAM-control": Method("CAM on the whole-object control variant", "CAM", control=True),
+    # wsolevaluation's baselines (docs/fidelity.md), not in the default arms: --methods HaS ACoL ...
+    "HaS": Method("HaS (hide-and-seek, wsolevaluation's cells of 4 px at rate 0.5)", "HaS"),
+    "ACoL": Method("ACoL (adversarial complementary branches, threshold 0.7)", "ACoL"),
+    "SPG": Method("SPG (self-produced guidance)", "SPG"),
+    "CutMix": Method("CutMix (beta 1, prob 1)", "CutMix"),
+    "FSL": Method("FSL (few-shot fully supervised: foreground map on the train_fullsup masks)", "FSL"),
 }
+BASELINES = ("HaS", "ACoL", "SPG", "CutMix", "FSL")
 
 # The training recipes are the demo's (utils/recipes.py), as are the data and input sizes.
 OUT = {"pretrained": os.path.join(REPO, "train_log", "study_pretrained"), "scratch": os.path.join(REPO, "train_log", "study")}
-DEFAULTS = {"regime": "pretrained", "methods": list(METHODS), "seeds": [0, 1, 2],
+DEFAULTS = {"regime": "pretrained", "methods": [m for m in METHODS if m not in BASELINES], "seeds": [0, 1, 2],
             "arch": "resnet", "size": 96, "width": 0.25, "batch": 32, "steps_per_epoch": None,
             "num_classes": 10, "num_train": 2000, "num_val": 500, "image_size": 128, "data_seed": 0,
             "control_variant": "control", "examples": 4, "workers": None}
@@ -108,7 +116,8 @@ def build_parser():
     p.add_argument("--regime", choices=REGIMES,
                    help="pretrained (default: fine-tuned from models/synthetic_zoo with the released recipe) "
                         "or scratch (random initialisation)")
-    p.add_argument("--methods", nargs="+", help="study arms (default: all): " + ", ".join(
+    p.add_argument("--methods", nargs="+", help="study arms (default: all but the wsolevaluation baselines "
+                   f"{' '.join(BASELINES)}): " + ", ".join(
         f"{name} = {method.description}" for name, method in METHODS.items()))
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2)")
     p.add_argument("--arch", choices=ARCHS, help="backbone (default resnet = ResNet50-SE)")
@@ -185,8 +194,9 @@ def ensure_data(args, variant):
 
 
 def run_options(args, method, seed, data_root):
-    """train.py options that identify one run (compared with its metrics.json's config)."""
-    spec = METHODS[method]
+    """train.py options that identify one run (compared with its metrics.json's config); ``method``
+    is an arm's name in METHODS or a ``Method``."""
+    spec = method if isinstance(method, Method) else METHODS[method]
     options = {"dataset_name": "SYNTH", "data_dir": data_root, "arch_name": args.arch,
                "method_name": spec.method_name, "final_size": args.size, "width_multiplier": args.width,
                "batch_size": args.batch, "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch,
@@ -242,9 +252,10 @@ def _lookup(metrics, path):
     return float(value)
 
 
-def run_values(metrics):
-    """``{column: value}`` of one run's metrics (columns absent from the metrics are left out)."""
-    values = {key: _lookup(metrics, path) for key, _, path in ALL_COLUMNS}
+def run_values(metrics, columns=None):
+    """``{column: value}`` of one run's metrics (columns absent from the metrics are left out);
+    ``columns`` as ALL_COLUMNS (the default)."""
+    values = {key: _lookup(metrics, path) for key, _, path in columns or ALL_COLUMNS}
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -256,13 +267,13 @@ def summarise(values):
             "n": n, "values": values}
 
 
-def aggregate(values_by_method):
+def aggregate(values_by_method, columns=None):
     """``{method: {column: summary}}`` from ``{method: [run values]}``; a column appears when
     at least one run has it (``n`` counts those runs)."""
     stats = {}
     for method, runs in values_by_method.items():
-        columns = [key for key, _, _ in ALL_COLUMNS if any(key in run for run in runs)]
-        stats[method] = {key: summarise([run[key] for run in runs if key in run]) for key in columns}
+        present = [key for key, _, _ in columns or ALL_COLUMNS if any(key in run for run in runs)]
+        stats[method] = {key: summarise([run[key] for run in runs if key in run]) for key in present}
     return stats
 
 
@@ -277,12 +288,12 @@ def compare(method_stats, baseline_stats):
     return {"difference": difference, "margin": margin, "verdict": verdict}
 
 
-def comparisons(stats, baseline=BASELINE):
-    """``{method: {column: comparison}}`` against the baseline for the COMPARED columns."""
+def comparisons(stats, baseline=BASELINE, keys=COMPARED):
+    """``{method: {column: comparison}}`` against the baseline for the ``keys`` columns."""
     if baseline not in stats:
         return {}
     return {method: {key: compare(columns[key], stats[baseline][key])
-                     for key in COMPARED if key in columns and key in stats[baseline]}
+                     for key in keys if key in columns and key in stats[baseline]}
             for method, columns in stats.items() if method != baseline}
 
 
@@ -309,9 +320,13 @@ def study_tables(stats):
     return _table(stats, COLUMNS), _table(stats, PART_COLUMNS)
 
 
-def comparison_lines(compared):
-    """One line per method: the compared columns with their verdicts."""
-    titles = {key: title for key, title, _ in ALL_COLUMNS}
+LOCALIZATION = ("gt_known_best", "maxboxacc_v2", "pxap")
+
+
+def comparison_lines(compared, columns=None, localization=LOCALIZATION):
+    """One line per method: the compared columns with their verdicts, then the methods that beat
+    the baseline beyond seed noise on a ``localization`` column."""
+    titles = {key: title for key, title, _ in columns or ALL_COLUMNS}
     lines = []
     for method, columns in compared.items():
         cells = []
@@ -320,9 +335,10 @@ def comparison_lines(compared):
             cells.append(f"{titles[key]} {c['difference']:+.1f}{margin} {c['verdict']}")
         lines.append(f"- {method} vs {BASELINE}: " + "; ".join(cells))
     beyond = sorted({m for m, columns in compared.items() for key, c in columns.items()
-                     if key in ("gt_known_best", "maxboxacc_v2", "pxap") and c["verdict"] == "above"})
-    lines.append(f"- beat {BASELINE} beyond seed noise on a localization column (best-τ GT-known, MaxBoxAccV2, "
-                 f"PxAP): {', '.join(beyond) if beyond else 'none'}")
+                     if key in localization and c["verdict"] == "above"})
+    named = ", ".join(titles[key] for key in localization)
+    lines.append(f"- beat {BASELINE} beyond seed noise on a localization column ({named}): "
+                 f"{', '.join(beyond) if beyond else 'none'}")
     return lines
 
 
@@ -341,12 +357,12 @@ def study_markdown(args, stats, compared, wall_time):
     return "\n\n".join(parts) + "\n"
 
 
-def plot_study(path, stats):
-    """Bar chart of the CHART columns present: one panel each, mean with sample-std error bars."""
+def plot_study(path, stats, columns=None, chart=CHART, title=f"SYNTH ablation: {STD_RULE}"):
+    """Bar chart of the ``chart`` columns present: one panel each, mean with sample-std error bars."""
     from matplotlib.figure import Figure   # Agg canvas, no pyplot state
 
-    titles = {key: title for key, title, _ in ALL_COLUMNS}
-    keys = [key for key in CHART if any(key in s for s in stats.values())]
+    titles = {key: title for key, title, _ in columns or ALL_COLUMNS}
+    keys = [key for key in chart if any(key in s for s in stats.values())]
     methods = list(stats)
     figure = Figure(figsize=(3.2 * len(keys) + 1.5, 0.35 * len(methods) + 1.6), dpi=100)
     for i, key in enumerate(keys):
@@ -364,12 +380,17 @@ def plot_study(path, stats):
         axes.set_xlim(0, 100)
         axes.set_title(titles[key], fontsize=9)
         axes.grid(axis="x", alpha=0.3)
-    figure.suptitle(f"SYNTH ablation: {STD_RULE}", fontsize=9)
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     write_figure(path, figure)
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``utils.study: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("utils.study", _main, argv)
+
+
+def _main(argv=None):
     args = resolve(build_parser().parse_args(argv))
     start = time.time()
     make_folder(args.out)
@@ -396,4 +417,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("utils.study", main))
+    sys.exit(main())

@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from utils.atomic import OutputError, make_folder
+from utils.evaluation.results import nondefault_settings, partial_note
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,7 +55,9 @@ def config_differences(config, options):
 
 def finished_metrics(log_dir, options):
     """``(path, metrics)`` of the newest ``metrics.json`` under ``<log_dir>/result`` made with
-    ``options``, else None (unreadable or half-written files do not count as results)."""
+    ``options``, else None (unreadable or half-written files do not count as results, nor does a
+    partial evaluation (``--number_of_val``) or one at other evaluation settings (``--cam_fusion``,
+    ``--tau_split``, ...) unless ``options`` ask for them)."""
     paths = glob.glob(os.path.join(str(log_dir), "result", "**", "metrics.json"), recursive=True)
     for path in sorted(paths, key=os.path.getmtime, reverse=True):
         try:
@@ -62,7 +65,13 @@ def finished_metrics(log_dir, options):
                 record = json.load(f)
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict) and "metrics" in record and not config_differences(record.get("config", {}), options):
+        if not isinstance(record, dict) or "metrics" not in record:
+            continue
+        if partial_note(record) and options.get("number_of_val") is None:
+            continue
+        if any(name not in options for name, _ in nondefault_settings(record)):
+            continue   # evaluated at other settings than the run's default evaluation
+        if not config_differences(record.get("config", {}), options):
             return path, record["metrics"]
     return None
 
@@ -103,28 +112,32 @@ def run_logged(cmd, log_path, what):
         raise RunError(f"{what} failed (exit {code}): {_last_line(log_path)} (log: {log_path})")
 
 
-def train_and_evaluate(log_dir, options, execution=None, log_stem=None, what="run", on_stage=None):
+def train_and_evaluate(log_dir, options, execution=None, log_stem=None, what="run", on_stage=None, evaluation=None):
     """Reuse, resume or start one run; returns ``(metrics_path, metrics, reused)``.
 
     ``log_stem``: path prefix of the logs (``<stem>.train.log``, ``<stem>.eval.log``;
     default ``<log_dir>`` + those suffixes); ``on_stage(stage)`` is called before
-    ``"training"`` and ``"evaluating"`` (progress output).
+    ``"training"`` and ``"evaluating"`` (progress output).  ``evaluation``: options of the
+    ``--evaluate`` call only (e.g. ``{"val_split": "val", "tau_split": "train_fullsup"}`` after a
+    run validated on train_fullsup); they identify the result, not the training run.
     """
-    found = finished_metrics(log_dir, options)
+    wanted = dict(options, **(evaluation or {}))
+    found = finished_metrics(log_dir, wanted)
     if found:
         return found + (True,)
     check_same_experiment(log_dir, options)
     log_stem = log_stem or str(log_dir)
-    cmd = train_command(log_dir, dict(options, **(execution or {})))
-    for stage, extra, suffix in (("training", [], "train"), ("evaluating", ["--evaluate"], "eval")):
+    commands = {"training": train_command(log_dir, dict(options, **(execution or {}))),
+                "evaluating": train_command(log_dir, dict(wanted, **(execution or {}))) + ["--evaluate"]}
+    for stage, suffix in (("training", "train"), ("evaluating", "eval")):
         if stage == "evaluating":
-            found = finished_metrics(log_dir, options)   # train.py may evaluate after training itself
+            found = finished_metrics(log_dir, wanted)   # train.py may evaluate after training itself
             if found:
                 return found + (False,)
         if on_stage:
             on_stage(stage)
-        run_logged(cmd + extra, f"{log_stem}.{suffix}.log", f"{what} ({stage})")
-    found = finished_metrics(log_dir, options)
+        run_logged(commands[stage], f"{log_stem}.{suffix}.log", f"{what} ({stage})")
+    found = finished_metrics(log_dir, wanted)
     if not found:
         raise RunError(f"{what}: train.py --evaluate wrote no metrics.json for this configuration under "
                        f"{log_dir}/result (log: {log_stem}.eval.log)")

@@ -26,6 +26,7 @@ from tensorpack.utils import logger
 from utils.errors import UserError
 from utils.compat import tf
 from models import resnet, vgg
+from models.methods.ose import HEADS
 
 MODEL_ZOO_URL = "http://models.tensorpack.com/"
 MODEL_ZOO_FILES = {"vgg_gap": "vgg16.npz", "resnet": "ImageNet-ResNet50-SE.npz"}
@@ -201,8 +202,7 @@ def describe_variables(shapes):
         if match:
             heads.append(match.group(1) or match.group(2) or "3x3")
             classes.add(int(shape[-1]))
-    heads.sort(key=lambda h: ("3x3", "1x3", "3x1", "diag", "antidiag").index(h) if h in
-               ("3x3", "1x3", "3x1", "diag", "antidiag") else 9)
+    heads.sort(key=lambda h: HEADS.index(h) if h in HEADS else len(HEADS))
     method = ("E2Net" if positions and len(heads) > 1 else "MAE" if positions else
               "OSE" if len(heads) > 1 else "CAM or ADL")
     details = [f"MAE at {' '.join(positions)}"] if positions else []
