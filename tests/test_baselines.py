@@ -182,3 +182,32 @@ def test_method_flags_out_of_range_are_one_line(argv, message, tmp_path):
     with pytest.raises(ConfigError) as error:
         parse_args(["--dataset_name", "SYNTH", "--number_of_class", "4", "--log_dir", str(tmp_path / "r")] + argv)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("method", ["ACoL", "SPG", "FSL"])
+def test_nhwc_and_nchw_graphs_give_the_same_outputs(method):
+    """The methods' own layers follow the graph's layout (GPU runs use NCHW): same variables, same
+    logits, exported features and training cost in both layouts."""
+    from utils.compat import tf
+    rng = np.random.RandomState(3)
+    feed_values = [rng.randint(0, 256, (2, 32, 32, 3)).astype(np.uint8), np.array([1, 2], np.int32),
+                   np.zeros((2, 2, 2), np.float32), (rng.rand(2, 32, 32) > 0.5).astype(np.float32)]
+    results, values = {}, None
+    for fmt in ("NHWC", "NCHW"):
+        spec = ModelSpec(arch="vgg_gap", method=method, num_classes=4, image_size=32, width_multiplier=0.125,
+                         data_format=fmt)
+        graph, model, inputs, cost = build_model_graph(spec, is_training=True)
+        with graph.as_default():
+            variables = tf.global_variables()
+            sess = new_session(graph)
+            if values is None:
+                tf.set_random_seed(0)
+                sess.run(tf.global_variables_initializer())
+                values = dict(zip([v.op.name for v in variables], sess.run(variables)))
+            else:
+                sess.run([v.initializer for v in variables], {v.initializer.inputs[1]: values[v.op.name] for v in variables})
+            fetches = [cost, graph.get_tensor_by_name("logits:0")] + [graph.get_tensor_by_name(f"features_{h}:0")
+                                                                      for h in model.head_names]
+            results[fmt] = sess.run(fetches, dict(zip(inputs, feed_values)))
+    for a, b in zip(results["NHWC"], results["NCHW"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b).max())))
