@@ -420,4 +420,14 @@ def test_demo_names_a_failed_training_and_its_log(tmp_path):
     assert result.returncode == 2
     line = one_error_line(result.stderr, "run_demo.sh")
     assert "[demo] CAM failed (exit 2)" in line and "final_size" in line
-    assert f"(log: {tmp_path / 'demo' / 'CAM.log'})" in line
+    assert "(log: " in line and line.rstrip(")").endswith("/CAM.log") and str(tmp_path / 'demo') in line
+
+
+def test_predict_image_lists_keep_spaces_in_paths(tmp_path):
+    from utils.evaluation.predict import collect_images
+    (tmp_path / "my photos").mkdir()
+    image = tmp_path / "my photos" / "a b.jpg"
+    image.write_bytes(b"not decoded here")
+    listing = tmp_path / "list.txt"
+    listing.write_text("my photos/a b.jpg\nmy photos/a b.jpg\t3\t10\t10\t20\t20\n\nplain.jpg 0\n")
+    assert collect_images([str(listing)]) == [str(image), str(image), str(tmp_path / "plain.jpg")]

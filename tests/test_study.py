@@ -183,3 +183,35 @@ def test_known_variant_passes_the_check(monkeypatch):
     assert study.check_variant("control") == "control"
     with pytest.raises(StudyError, match=r"known: calibrated, control"):
         study.check_variant("middle")
+
+
+def test_paper_table_and_the_study_never_take_a_partial_evaluation_as_the_run_s_result(tmp_path, capsys):
+    """A complete evaluation, then a newer one of 5 images (--number_of_val 5): both tools keep
+    the complete one; a run with only a partial evaluation is marked as such in the table."""
+    import time
+    from utils.evaluation import paper_table
+    options = {"method_name": "CAM", "epoch": 3}
+    config = {"method_name": "CAM", "epoch": 3, "method": "CAM", "dataset": "SYNTH", "arch": "vgg_gap",
+              "number_of_val": None, "cam_fusion": "released"}
+    full = tmp_path / "run" / "result" / "001-min-val-error-top1" / "metrics.json"
+    write_metrics(str(full), config, 74.0)
+    time.sleep(0.01)
+    write_metrics(str(tmp_path / "run" / "result" / "002-min-val-error-top1" / "metrics.json"),
+                  dict(config, number_of_val=5), 80.0)
+    time.sleep(0.01)
+    write_metrics(str(tmp_path / "run" / "result" / "003-min-val-error-top1" / "metrics.json"),
+                  dict(config, cam_fusion="max"), 60.0)                  # complete, at another fusion rule
+    assert finished_metrics(tmp_path / "run", options) == (str(full), {"top1_cls": 74.0})
+    assert finished_metrics(tmp_path / "run", dict(options, cam_fusion="max"))[1] == {"top1_cls": 60.0}
+    assert finished_metrics(tmp_path / "run", dict(options, number_of_val=5))[1] == {"top1_cls": 80.0}
+    assert paper_table.main([str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    row = [line for line in printed.splitlines() if "this project" in line and line.startswith("|")][0]
+    assert "74.00" in row and "80.00" not in row and "60.00" not in row and "partial" not in row
+    assert f"{full} (" in printed                                          # names the evaluation it took
+    write_metrics(str(tmp_path / "only" / "result" / "001-model-6" / "metrics.json"), dict(config, number_of_val=5),
+                  80.0)
+    assert finished_metrics(tmp_path / "only", options) is None            # the study evaluates again
+    assert paper_table.main([str(tmp_path / "only")]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if "this project" in line][0]
+    assert "80.00" in row and "partial evaluation: the first 5 images (--number_of_val 5)" in row

@@ -17,7 +17,9 @@ Kinds:
   ``model``       decides the graph; ``--evaluate`` and resume take it from the run's config.json,
                   and a typed value that contradicts it is a one-line ConfigError;
   ``run``         where the data is and how heads are fused: taken from config.json unless typed;
-  ``training``    the training recipe (the same for every step of a run);
+  ``training``    the training recipe, fixed at a run's first step: resume and ``--evaluate`` take it
+                  from config.json, and a typed value that contradicts it is a one-line ConfigError
+                  (except a larger ``--epoch`` when training, which extends the run);
   ``start``       how this process starts (checkpoint to load, first epoch);
   ``evaluation``  what the evaluation computes and writes;
   ``placement``   where and on what the process runs (devices, trainer, cluster, layout, folder).
@@ -285,11 +287,28 @@ def shown(value):
     return " ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
+EXTENDS_A_RUN = "epoch"   # the one training flag a rerun may raise: more epochs extend a run
+
+
 def inherit(args, record, explicit, path):
-    """Take the ``model`` flags (and, unless typed, the ``run`` flags) from a run's config.json
-    ``record`` (read from ``path``); a typed model flag that contradicts it is a ConfigError."""
+    """Take the ``model`` and ``training`` flags (and, unless typed, the ``run`` flags) from a run's
+    config.json ``record`` (read from ``path``).  A typed model flag that contradicts it is a
+    ConfigError; so is a typed training flag (a run's recipe is fixed at its first step), except a
+    larger ``--epoch`` when training (not ``--evaluate``), which extends the run."""
     for f in FLAGS:
-        if f.kind == "model":
+        if f.kind == "training" and f.name in record:
+            stored = f.normalize(record[f.name])
+            typed = f.normalize(getattr(args, f.name))
+            extends = (f.name == EXTENDS_A_RUN and not args.evaluate and stored is not None and typed is not None
+                       and typed > stored)
+            if f.name in explicit and typed != stored and not extends:
+                more = "" if args.evaluate else f" (a larger --{EXTENDS_A_RUN} than {record.get(EXTENDS_A_RUN)} extends it)"
+                raise ConfigError(f"--{f.name} {shown(typed)} contradicts the run's {path} ({f.name} = "
+                                  f"{shown(stored)}): a run's training flags are fixed at its first step; drop the "
+                                  f"flag, or use another --log_dir{more}")
+            if not extends:
+                setattr(args, f.name, stored)
+        elif f.kind == "model":
             if f.name not in record:
                 raise ConfigError(f"{path}: has no {f.name!r}; not a config.json written by train.py")
             stored = f.normalize(record[f.name])

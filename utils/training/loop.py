@@ -8,7 +8,6 @@ step, learning rate and MinSaver state.  Saves are verified before they are publ
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
-import shutil
 
 import numpy as np
 from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, QueueInput,
@@ -19,9 +18,9 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import fix_rng_seed
 
 from models.wsol_model import WSOLModel
-from utils.atomic import write_json
+from utils.atomic import write_bytes, write_json
 from utils.training import trainers
-from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
+from utils.config import RUN_CONFIG, config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
 from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
 from utils.data.masks import default_mask_dir
@@ -110,6 +109,7 @@ def callbacks(args, per_tower_batch, resume_step=None, fully_supervised=False):
         ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch, args.lr_decay_epochs)),
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
+        WriteRunRecord(args),
     ]
 
 
@@ -129,7 +129,23 @@ def copy_class_names(args):
     run names its classes wherever it is used later (predict, export)."""
     names = dataset_class_names_file(args.dataset_name, args.data_dir, args.label_dir)
     if names:
-        shutil.copyfile(names, kept_class_names_file(args.log_dir))
+        with open(names, "rb") as f:
+            write_bytes(kept_class_names_file(args.log_dir), f.read())
+
+
+class WriteRunRecord(Callback):
+    """The run's record (``config.json``, ``words.txt``) is written after this process's first
+    training step, not before: a run that fails before it trains records nothing (and pins no
+    flag), and a rerun that trains nothing leaves the record as it was."""
+
+    def __init__(self, args):
+        self.args, self.written = args, False
+
+    def _trigger_step(self):
+        if not self.written:
+            write_json(os.path.join(self.args.log_dir, RUN_CONFIG), config_dict(self.args), indent=2, default=str)
+            copy_class_names(self.args)
+            self.written = True
 
 
 def train(args):
@@ -145,8 +161,6 @@ def _train(args):
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
-    write_json(os.path.join(args.log_dir, "config.json"), config_dict(args), indent=2, default=str)
-    copy_class_names(args)
     towers = num_towers(args)
     per_tower_batch = args.batch_size // towers
     spe = steps_per_epoch(args)
