@@ -15,6 +15,7 @@ from models.spec import (ARCH_ALIASES, ARCHS, DEFAULT_POSITIONS, MAE_MASKS, OSE_
 DATASET_ALIASES = {"ImageNet": "ILSVRC"}  # released name; CUB, ILSVRC, SYNTH have presets, any name works
 TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
 CAM_FUSIONS = ("released", "max", "mean")
+PRECISIONS = ("fp32", "bf16", "fp16")      # utils.training.precision says what each one runs
 
 # Released presets.
 WEIGHT_DECAY = {"vgg_gap": 5e-4, "resnet": 1e-4}
@@ -136,6 +137,12 @@ def build_parser():
                    help="--load: let graph variables missing from the checkpoint start from random initialisation "
                         "(fine-tuning from another method); they are listed. Without it such a checkpoint is refused")
     g.add_argument("--seed", type=int, default=None, help="random seed for graph and data")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="arithmetic of training and evaluation (variables and checkpoints stay fp32; not taken from "
+                        "a run's config.json): fp32 as released; bf16 = TensorFlow's oneDNN bf16 rewrite on CPUs "
+                        "with native bf16; fp16 = its GPU fp16 rewrite with dynamic loss scaling")
+    g.add_argument("--allow_slow_precision", action="store_true",
+                   help="run --precision bf16 on a CPU without native bf16 (emulated: slower than fp32)")
 
     g = p.add_argument_group("evaluation")
     g.add_argument("--evaluate", action="store_true",
@@ -422,12 +429,13 @@ def config_dict(args):
     return record
 
 
-def run_config(log_dir_or_ckpt, gpu_present=False):
+def run_config(log_dir_or_ckpt, gpu_present=False, flags=()):
     """The resolved configuration of a trained run, read from its ``config.json``, as
     ``--evaluate`` resolves it (``inherit_run_config``).
 
     ``log_dir_or_ckpt`` is a run folder or a checkpoint path inside one (then it becomes
-    ``load``).  Placement (GPUs, trainer, cluster, data format) is this machine's.
+    ``load``).  Placement (GPUs, trainer, cluster, data format) is this machine's; ``flags``:
+    more train.py flags of this use of the run (e.g. ``["--precision", "bf16"]``).
     """
     path = os.path.normpath(log_dir_or_ckpt)
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
@@ -435,4 +443,4 @@ def run_config(log_dir_or_ckpt, gpu_present=False):
     if not os.path.isfile(config_file):
         raise ConfigError(f"{config_file}: no such file ({log_dir_or_ckpt} is not a run folder written by train.py)")
     load = [] if path == run_dir else ["--load", path]
-    return parse_args(["--evaluate", "--log_dir", run_dir] + load, gpu_present=gpu_present)
+    return parse_args(["--evaluate", "--log_dir", run_dir] + load + list(flags), gpu_present=gpu_present)

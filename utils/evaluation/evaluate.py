@@ -36,6 +36,7 @@ from utils.evaluation.pxap import NoForegroundError
 from utils.data.labels import LabelEntry, read_class_names, write_label_list
 from utils.evaluation.localization import normalize_cam, resize_cam
 from utils.evaluation.parts import PartAnalyzer
+from utils.training import precision
 from utils.training.checkpoints import verify_checkpoint
 from utils.training.pretrained import CheckpointInit, PretrainedWeightsError
 from utils.evaluation.report import write_report
@@ -67,6 +68,7 @@ def make_predictor(args, checkpoint, extra_outputs=()):
     heads = model.head_names
     outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads] + list(extra_outputs)
     config = PredictConfig(model=model, session_init=CheckpointInit(checkpoint),
+                           session_creator=precision.session_creator(args.precision, precision.on_gpu()),
                            input_names=["input"], output_names=outputs)
     return OfflinePredictor(config), len(heads)
 
@@ -194,6 +196,7 @@ def evaluate(args):
     evaluation = EvaluationPass(predictor, num_heads, args, masks, class_names, args.save_cams, part_folder(args))
     metrics = evaluation.run(label_file, image_root, args.number_of_val, args.number_of_examples)
     metrics["checkpoint"] = checkpoint
+    metrics["precision"] = precision.record(args.precision, precision.on_gpu())
     metrics["tau_chosen_on"] = split_name if held_out else "the evaluation list (best τ searched on it)"
     if held_out:
         metrics["held_out_tau"] = {"label_file": tau_file, "bad_images": held_out["bad_images"],

@@ -33,7 +33,7 @@ import numpy as np
 from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
-from utils.config import run_config
+from utils.config import PRECISIONS, run_config
 from utils.data.labels import read_class_names
 from utils.data.transforms import centre_crop_view, crop_boxes_to_original, decode_image
 from utils.errors import UserError, exit_on_user_error
@@ -43,6 +43,7 @@ from utils.evaluation.localization import normalize_cam, reference_box, resize_c
 from utils.evaluation.report import METRICS_FILE, read_metrics
 from utils.evaluation.visualization import prediction_overlay
 from utils.training.loop import CLASS_NAMES_FILE
+from utils.training.precision import check_run
 
 VIEWS = ("resize", "centre_crop")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -320,6 +321,10 @@ def build_parser():
     p.add_argument("--image_root", default=None, help="folder the paths of a list are relative to "
                                                       "(default: the list's folder)")
     p.add_argument("--save_cams", action="store_true", help="also write each CAM as cams/<name>.npy")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="arithmetic of the network (as train.py's --precision; any run predicts in any precision)")
+    p.add_argument("--allow_slow_precision", action="store_true",
+                   help="--precision bf16 on a CPU without native bf16 (emulated: slower than fp32)")
     return p
 
 
@@ -330,7 +335,9 @@ def main(argv=None):
     if args.cam_threshold is not None and not 0 <= args.cam_threshold < 1:
         raise PredictError(f"--cam_threshold must be in [0, 1), got {args.cam_threshold}")
     paths = collect_images(args.images, args.image_root)
-    run = run_config(args.load or args.log_dir, gpu_present=compat.gpu_available())
+    run = run_config(args.load or args.log_dir, gpu_present=compat.gpu_available(),
+                     flags=["--precision", args.precision] + ["--allow_slow_precision"] * args.allow_slow_precision)
+    check_run(run)
     records, skipped = predict_images(run, paths, args.out, args.cam_class, args.cam_threshold, args.view,
                                       args.batch_size, args.save_cams)
     note = f" ({len(skipped)} unreadable, skipped: {os.path.join(args.out, 'skipped.tsv')})" if skipped else ""

@@ -26,6 +26,7 @@ from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps
 from utils.errors import UserError
 from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
 from utils.data.paths import dataset_paths
+from utils.training import precision
 from utils.training.pretrained import MODEL_ZOO_FILES, CheckpointInit, NpzInit, model_zoo_url
 from utils.training.checkpoints import VerifiedMinSaver, VerifiedModelSaver, newest_restorable_checkpoint
 from utils.training.run_lock import RunLock
@@ -114,7 +115,7 @@ def callbacks(args, per_tower_batch, resume_step=None):
         ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch, args.lr_decay_epochs)),
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
-    ]
+    ] + precision.callbacks(args.precision)
 
 
 def copy_class_names(args):
@@ -156,8 +157,9 @@ def _train(args):
                                   num_classes=args.number_of_class, cache_images="auto")
     queue_input = QueueInput(train_df)
     config = TrainConfig(
-        model=WSOLModel(model_spec(args)),
+        model=precision.for_training(WSOLModel(model_spec(args)), args.precision),
         data=queue_input,
+        session_creator=precision.session_creator(args.precision, precision.on_gpu()),
         callbacks=callbacks(args, per_tower_batch, resume[1] if resume else None) + [StopInputThread(queue_input)],
         session_init=session_init(args, resume),
         steps_per_epoch=spe,
