@@ -10,6 +10,7 @@ import pytest
 
 from conftest import build_model_graph
 from models.spec import ModelSpec
+from utils import cpu
 from utils.compat import tf
 from utils.training import precision
 
@@ -132,7 +133,7 @@ def test_bf16_with_the_graph_optimizer_off_is_one_line(tmp_path, capsys):
 
 def test_bf16_on_a_cpu_without_native_bf16_is_one_line_unless_allowed(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(precision, "graph_optimizer_on", lambda: True)
-    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    monkeypatch.setattr(cpu, "cpu_bf16_flags", lambda: ())
     code, lines = run_train_py(["--precision", "bf16", "--evaluate"], tmp_path, capsys)
     assert code == 2 and lines == [
         "train.py: error: this CPU has no native bf16 (avx512_bf16 or amx_bf16 not in /proc/cpuinfo): --precision "
@@ -145,10 +146,10 @@ def test_bf16_on_a_cpu_without_native_bf16_is_one_line_unless_allowed(tmp_path, 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 avx512_bf16 sse\n\nprocessor\t: 1\n")
-    assert precision.cpu_bf16_flags(str(path)) == ("avx512_bf16", "amx_bf16")
+    assert cpu.cpu_bf16_flags(str(path)) == ("avx512_bf16", "amx_bf16")
     path.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16x sse\n")
-    assert precision.cpu_bf16_flags(str(path)) == ()
-    assert precision.cpu_bf16_flags(str(tmp_path / "missing")) == ()
+    assert cpu.cpu_bf16_flags(str(path)) == ()
+    assert cpu.cpu_bf16_flags(str(tmp_path / "missing")) == ()
 
 
 def test_the_device_decides_what_each_precision_may_do(monkeypatch):

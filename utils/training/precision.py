@@ -43,33 +43,18 @@ from tensorpack.tfutils.sesscreate import NewSessionCreator
 from tensorpack.utils import logger
 
 from utils.compat import tf
+from utils import cpu
 from utils.config import PRECISIONS
 from utils.errors import UserError
 
 # RewriterConfig field of each reduced precision, by device.
 REWRITES = {("bf16", "cpu"): "auto_mixed_precision_onednn_bfloat16", ("fp16", "gpu"): "auto_mixed_precision"}
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = "/proc/cpuinfo"
 LOSS_SCALE = "dynamic"      # TensorFlow's DynamicLossScale: initial 2**15, x2 after 2000 finite steps, /2 on overflow
 LOSS_SCALE_FLOOR = 1.0      # DynamicLossScale never lowers the scale below 1
 
 
 class PrecisionError(UserError, ValueError):
     """A precision this run cannot use (one line saying why and what to do)."""
-
-
-def cpu_bf16_flags(cpuinfo=CPUINFO):
-    """The native-bf16 flags (``avx512_bf16``, ``amx_bf16``) of this CPU, from /proc/cpuinfo's
-    first ``flags`` line; an empty tuple when it has none (or there is no /proc/cpuinfo)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return tuple(flag for flag in NATIVE_BF16_FLAGS if flag in flags)
-    except OSError:
-        pass
-    return ()
 
 
 def graph_optimizer_on():
@@ -116,9 +101,9 @@ def check(precision, on_gpu, allow_slow=False, trainer="replicated", cpu_flags=N
     rewrite = REWRITES[(precision, device)]
     if precision == "fp16":
         return f"precision fp16: {rewrite} on the GPU with dynamic loss scaling; variables stay float32"
-    flags = cpu_bf16_flags() if cpu_flags is None else tuple(cpu_flags)
+    flags = cpu.cpu_bf16_flags() if cpu_flags is None else tuple(cpu_flags)
     if not flags:
-        note = (f"this CPU has no native bf16 ({' or '.join(NATIVE_BF16_FLAGS)} not in {CPUINFO}): "
+        note = (f"this CPU has no native bf16 ({' or '.join(cpu.NATIVE_BF16_FLAGS)} not in {cpu.CPUINFO}): "
                 f"--precision bf16 would be emulated and slower than fp32")
         if not allow_slow:
             raise PrecisionError(f"{note}; use --precision fp32, or add --allow_slow_precision to run it anyway")
