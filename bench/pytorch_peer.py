@@ -22,7 +22,8 @@ The project's side is ``bench/train_throughput.py``'s bare loop: the project's g
 session, at fp32 and with the bf16 rewrite (``utils.training.precision``); the project's own
 tensorpack path runs at that loop's speed at 224 px (project/bare 0.99-1.04 in bench/README.md).
 
-Timing: both workers stay alive; after a warm-up the driver runs windows of ``K`` steps in
+Timing: both workers stay alive; after a warm-up (oneDNN creates its kernels during the first
+steps of each shape and precision: PyTorch's first 4-5 steps here are 10-100x slower) the driver runs windows of ``K`` steps in
 turn -- project fp32, PyTorch fp32, project bf16, PyTorch bf16 -- ``R`` times, so all four see
 the same load from other processes.  Ratios are medians over windows of adjacent windows
 (``project_to_pytorch_fp32`` = project fp32 window i / PyTorch fp32 window i, etc.).  The load
@@ -38,8 +39,8 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TORCH_PYTHON = os.path.join(REPO_ROOT, "bench", ".venv-torch", "bin", "python")
-SETTINGS = {"full224": dict(image_size=224, width=1.0, batch=8, warmup=2, window=1, windows=6),
-            "quick": dict(image_size=32, width=0.125, batch=4, warmup=1, window=1, windows=2)}
+SETTINGS = {"full224": dict(image_size=224, width=1.0, batch=8, warmup=4, window=1, windows=6),
+            "quick": dict(image_size=32, width=0.125, batch=4, warmup=8, window=2, windows=3)}
 CLASSES = {"vgg_gap": 200, "resnet": 1000}          # CUB presets, as released
 WEIGHT_DECAY = {"vgg_gap": 5e-4, "resnet": 1e-4}
 LR = 1e-4
@@ -149,8 +150,9 @@ def project_worker(arch, setting):
     s = SETTINGS[setting]
     args = parse_args(["--dataset_name", "CUB", "--arch_name", arch, "--method_name", "CAM",
                        "--final_size", str(s["image_size"]), "--width_multiplier", str(s["width"]),
-                       "--use_pretrained_model", "--base_lr", str(LR), "--data_format", "NHWC",
-                       "--log_dir", os.path.join("/tmp", "pytorch_peer_unused")])
+                       "--base_lr", str(LR), "--data_format", "NHWC",
+                       "--log_dir", os.path.join("/tmp", "pytorch_peer_unused")]
+                      + (["--use_pretrained_model"] if s["width"] == 1.0 else []))   # the released x0.1 rule
     rng = np.random.default_rng(0)
     batch = [rng.integers(0, 256, (s["batch"], s["image_size"], s["image_size"], 3), np.uint8),
              (np.arange(s["batch"]) % CLASSES[arch]).astype(np.int32), np.zeros((s["batch"], 2, 2), np.float32)]
@@ -230,7 +232,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch_python", default=DEFAULT_TORCH_PYTHON,
                         help="python of the separate PyTorch environment (never the project's)")
-    parser.add_argument("--quick", action="store_true", help="32 px, width 0.125, batch 4, 2 windows")
+    parser.add_argument("--quick", action="store_true", help="32 px, width 0.125, batch 4, 3 windows of 2 steps")
     parser.add_argument("--archs", nargs="+", default=["vgg_gap", "resnet"], choices=("vgg_gap", "resnet"))
     parser.add_argument("--window", type=int, default=None)
     parser.add_argument("--windows", type=int, default=None)
