@@ -12,7 +12,7 @@ import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
 from utils.config import parse_command_line, resolve  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from utils.errors import ConfigError, UserError  # noqa: E402
 from utils.training.trainers import select_gpus  # noqa: E402
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
@@ -20,18 +20,17 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by 
 
 def class_list_size(args):
     """Number of class names of a data set whose class count has no preset."""
-    from utils.data.paths import dataset_paths
+    from utils.data.paths import dataset_class_names_file
     from utils.data.labels import read_class_names
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
-    names = os.path.join(os.path.dirname(label_file), "words.txt")
-    return len(read_class_names(names)) if os.path.isfile(names) else None
+    names = dataset_class_names_file(args.dataset_name, args.data_dir, args.label_dir)
+    return len(read_class_names(names)) if names else None
 
 
 def check_model(args):
     """Refuse a model the graph code cannot build (e.g. an unknown --gating_position) before
     any data is read; the graph itself is built later."""
     from models.wsol_model import WSOLModel
-    from utils.config import ConfigError, model_spec
+    from utils.config import model_spec
     try:
         WSOLModel(model_spec(args))
     except ValueError as error:
@@ -49,7 +48,7 @@ def evaluates_after_training(args):
 def rerun_command(argv):
     """The command line that runs this program again with the same flags."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return shlex.join([os.path.basename(sys.executable), sys.argv[0]] + argv)
+    return shlex.join([sys.executable, sys.argv[0]] + argv)   # the interpreter running now (a venv's)
 
 
 def main(argv=None):

@@ -11,7 +11,6 @@ Results are printed as a table and written to JSON (``--out``).
 """
 import argparse
 import itertools
-import json
 import math
 import os
 import statistics
@@ -26,6 +25,7 @@ from tabulate import tabulate  # noqa: E402
 
 from utils.data.dataflow import get_train_dataflow, resolve_workers  # noqa: E402
 from utils.data.synthetic import generate_synthetic  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
 
 # name -> (images generated, image side, batch size, batches per timed window, windows)
 SETTINGS = {"full": (384, 400, 32, 8, 5), "quick": (48, 160, 8, 2, 3)}
@@ -93,8 +93,7 @@ def main(argv=None):
               f"{result['ratio_to_consumer']:.2f}x that rate; {result['workers_needed']} worker(s) "
               f"at the 1-worker speed would keep up")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
+    write_json(args.out, result, indent=2, sort_keys=True)
     print(f"wrote {args.out}")
 
 

@@ -51,6 +51,8 @@ from utils.evaluation.metrics import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRE
                               WSOLEvaluator)
 from utils.evaluation.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
 from utils.evaluation.pxap import PxAPAccumulator  # noqa: E402
+from utils.flags import PRECISIONS  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
 
 IMAGE_SIZE = 224
 GRID_SIZE = 14
@@ -309,7 +311,7 @@ def main(argv=None):
     parser.add_argument("--pxap_images", type=int, default=50,
                         help=f"(d): PxAP over this many images and {PXAP_FACTOR} times as many")
     parser.add_argument("--out", default=os.path.join("bench", "results", "eval_throughput.json"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="(e): also time the evaluation predictor at this precision against fp32")
     parser.add_argument("--allow_slow_precision", action="store_true",
                         help="--precision bf16 on a CPU without native bf16")
@@ -352,9 +354,7 @@ def main(argv=None):
         result["network_pass"] = network_pass(args.precision, args.quick, args.windows, args.allow_slow_precision)
         print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as out:
-        json.dump(result, out, indent=2)
-        out.write("\n")
+    write_json(args.out, result, indent=2)
     print(f"wrote {args.out}")
     if not result["identical"]:
         print("error: the fast sweep and the naive loop disagree", file=sys.stderr)

@@ -29,6 +29,7 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from tabulate import tabulate  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
 
 SIZES = {"tests": dict(width_multiplier=0.125, image_size=32, batch=16),
          "demo": dict(width_multiplier=0.25, image_size=96, batch=32)}
@@ -140,11 +141,10 @@ def main():
     print(tabulate(rows, headers=["ResNet50-SE E2Net", "to 1st step s (on)", "(off)", "on / off",
                                   "step ms (on)", "(off)", "off / on"], tablefmt="github"))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"process": {"plain_s": process["plain"], "compat_s": process["compat"],
-                               "plain_over_compat": plain / compat},
-                   "sessions": results, "sizes": SIZES, "repeats": args.repeats, "steps": args.steps,
-                   "loadavg_start": load_start, "loadavg_end": load_end}, f, indent=1)
+    write_json(args.out, {"process": {"plain_s": process["plain"], "compat_s": process["compat"],
+                                      "plain_over_compat": plain / compat},
+                          "sessions": results, "sizes": SIZES, "repeats": args.repeats, "steps": args.steps,
+                          "loadavg_start": load_start, "loadavg_end": load_end}, indent=1)
     print(f"\nwritten: {args.out}")
 
 

@@ -90,7 +90,7 @@ sys.path.insert(0, REPO_ROOT)  # run as a plain script: make ``utils`` and ``mod
 
 from utils import compat  # noqa: E402  (first: TF1 graph mode, legacy Keras, tensorpack shims)
 from utils.compat import tf  # noqa: E402
-from utils.config import PRECISIONS  # noqa: E402
+from utils.flags import PRECISIONS  # noqa: E402
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -103,6 +103,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from tabulate import tabulate  # noqa: E402
+from utils.atomic import write_json  # noqa: E402
 
 ARCH_NAMES = {"vgg_gap": "VGG16-GAP", "resnet": "ResNet50-SE"}
 ARCHS = ("vgg_gap", "resnet")
@@ -574,8 +575,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.child:
         record = run_child(json.loads(args.child))
-        with open(args.child_result, "w") as f:
-            json.dump(record, f)
+        write_json(args.child_result, record)
         return 0
 
     gpu = compat.gpu_available()
@@ -630,9 +630,7 @@ def main(argv=None):
               "train_flops_convention": f"{TRAIN_TO_FORWARD:g} x forward (TF profiler, batch 1)",
               "configs": records}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    write_json(args.out, result, indent=2)
     print(f"wrote {args.out}")
     bad = [r for r in records for key in ("images_per_s_project", "images_per_s_bare", "achieved_gflops")
            if not (math.isfinite(r[key]) and r[key] > 0)]

@@ -1,38 +1,21 @@
 """What a graph is made of: the plain-data description every model file reads.
 
 Kept free of TensorFlow so the command line, presets and tests can build and
-compare model descriptions without a graph.
+compare model descriptions without a graph.  The methods (what each adds, their
+names and flags) are records in ``models/methods/registry.py``.
 """
 from dataclasses import dataclass, replace
-from typing import Tuple
+from typing import Any, Tuple
+
+from models.methods.ose import HEADS
+from models.methods.registry import check_spec
 
 ARCHS = ("vgg_gap", "resnet")
 ARCH_ALIASES = {"resnet50_se": "resnet"}      # released name -> project vocabulary
-METHODS = ("CAM", "ADL", "MAE", "OSE", "E2Net")
-# Released names (E2Net code: AAE = MAE, SAE = OSE) -> project vocabulary.
-METHOD_ALIASES = {"AAE": "MAE", "SAE": "OSE", "AAE_SAE": "E2Net", "E2NET": "E2Net"}
-OSE_HEADS = ("3x3", "1x3", "3x1", "diag", "antidiag")
-RELEASED_OSE_HEADS = ("3x3", "1x3", "3x1")
-MAE_MASKS = ("sum", "max")
 
 # Variables initialised from the model zoo, whose gradients the released recipe scales.
 # (The VGG regex also catches the new OSE convolutions conv1x3/conv3x1, as released.)
 PRETRAINED_REGEXES = {"vgg_gap": ("conv.*", "fc.*"), "resnet": ("conv0.*", "group[0-2].*")}
-
-# Released default insertion points (--gating_position) per backbone.
-DEFAULT_POSITIONS = {"vgg_gap": ("3", "4", "53"), "resnet": ("31", "41", "5")}
-
-
-def canonical_method(name):
-    """Map a method name (project or released vocabulary, any case) to one of METHODS."""
-    for method in METHODS:
-        if name.lower() == method.lower():
-            return method
-    alias = METHOD_ALIASES.get(name.upper())
-    if alias is None:
-        known = ", ".join(METHODS + tuple(METHOD_ALIASES))
-        raise ValueError(f"unknown method {name!r}; expected one of {known}")
-    return alias
 
 
 @dataclass(frozen=True)
@@ -44,7 +27,7 @@ class ModelSpec:
     image_size: int = 224
     width_multiplier: float = 1.0
     data_format: str = "NHWC"
-    positions: Tuple[str, ...] = ()          # MAE / ADL insertion points
+    positions: Tuple[str, ...] = ()          # insertion points of the method's op (MAE / ADL)
     mae_threshold: float = 0.5
     mae_mask: str = "sum"                    # 'sum' = released rule, 'max' = paper reading
     adl_threshold: float = 0.5
@@ -55,39 +38,32 @@ class ModelSpec:
     base_lr: float = 0.01
     pretrained_grad_scale: float = 0.1       # gradient multiplier of pretrained layers
     gradient_clip_norm: float = 0.0          # clip gradients to this global norm (0 = off, as released)
-
-    @property
-    def uses_mae(self):
-        return self.method in ("MAE", "E2Net")
-
-    @property
-    def uses_adl(self):
-        return self.method == "ADL"
+    options: Tuple[Tuple[str, Any], ...] = ()  # (flag, value) of the method's flags without a field
 
     def channels(self, full_width):
         """Channel count of a layer whose published width is ``full_width``."""
         return max(1, int(round(full_width * self.width_multiplier)))
 
+    def option(self, name):
+        """The value of a method flag carried in ``options``."""
+        for key, value in self.options:
+            if key == name:
+                return value
+        raise KeyError(f"{self.method} has no option {name!r}")
+
     def validate(self):
         """Raise ValueError with one clear line for an impossible combination."""
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.image_size % 16 or self.image_size < 32:
             raise ValueError(f"image size must be a multiple of 16 and >= 32, got {self.image_size}")
         if self.data_format not in ("NHWC", "NCHW"):
             raise ValueError(f"data_format must be NHWC or NCHW, got {self.data_format!r}")
-        if self.mae_mask not in MAE_MASKS:
-            raise ValueError(f"mae_mask must be one of {MAE_MASKS}, got {self.mae_mask!r}")
-        if not self.ose_heads or any(h not in OSE_HEADS for h in self.ose_heads):
-            raise ValueError(f"ose_heads must be a non-empty subset of {OSE_HEADS}, got {self.ose_heads}")
+        if not self.ose_heads or any(h not in HEADS for h in self.ose_heads):
+            raise ValueError(f"ose_heads must be a non-empty subset of {HEADS}, got {self.ose_heads}")
         if len(set(self.ose_heads)) != len(self.ose_heads):
             raise ValueError(f"ose_heads lists a head twice: {self.ose_heads}")
-        if self.method in ("CAM", "ADL", "MAE") and len(self.ose_heads) != 1:
-            raise ValueError(f"{self.method} has a single localization head; use OSE or E2Net for {self.ose_heads}")
-        if (self.uses_mae or self.uses_adl) and not self.positions:
-            raise ValueError(f"{self.method} needs at least one insertion position (--gating_position)")
+        check_spec(self)
         if self.use_bn and self.arch != "resnet":
             raise ValueError("--use_bn applies to the ResNet50-SE OSE convolutions only")
         if self.gradient_clip_norm < 0:

@@ -1,6 +1,8 @@
-"""The tensorpack ``ModelDesc`` of every method: inputs, preprocessing, backbone with
-MAE / ADL at the chosen positions, the localization heads, loss, exported tensors
-for evaluation, and the optimizer of the released recipe.
+"""The tensorpack ``ModelDesc`` of every method: inputs, preprocessing, backbone with the
+method's op (MAE, ADL) at the chosen positions, the localization heads, loss, exported
+tensors for evaluation, and the optimizer of the released recipe.  What a method adds (input
+transform, op, heads, losses) comes from its record in ``models/methods/registry.py``; this
+file has no per-method branch.
 
 Exported tensors (names usable by ``OfflinePredictor``):
 ``logits`` (sum of the heads), ``logits_<head>``, ``features_<head>`` (NHWC),
@@ -14,10 +16,11 @@ from tensorpack.tfutils import gradproc, optimizer
 from tensorpack.tfutils.argscope import argscope
 from tensorpack.tfutils.summary import add_moving_summary
 
+from tensorpack.tfutils.tower import get_current_tower_context
+
 from models import resnet, vgg
-from models.adl import attention_based_dropout
 from models.layers import to_nhwc
-from models.mae import maxout_attention_excitation
+from models.methods.registry import method
 from models.ose import resnet_heads, vgg_heads
 from models.spec import PRETRAINED_REGEXES
 
@@ -37,11 +40,23 @@ def preprocess(image_bgr_uint8):
     return (x - tf.constant(IMAGE_MEAN_BGR)) / tf.constant(IMAGE_STD_BGR)
 
 
+def cross_entropy(logits, label, targets=None):
+    """Mean softmax cross-entropy; with ``targets`` (a method's input transform: pairs of labels
+    and per-example weights summing to 1) the weighted sum over the pairs."""
+    if targets is None:
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits),
+                              name="xentropy")
+    terms = [tf.reduce_mean(weights * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+             for labels, weights in targets]
+    return tf.add_n(terms, name="xentropy")
+
+
 class WSOLModel(ModelDesc):
-    """One graph for CAM, ADL, MAE, OSE and E2Net on VGG16-GAP or ResNet50-SE."""
+    """One graph for every registered method on VGG16-GAP or ResNet50-SE."""
 
     def __init__(self, spec):
         self.spec = spec.validate()
+        self.method = method(spec.method)
         self._backbone, points, self._heads = BACKBONES[spec.arch]
         unknown = [p for p in spec.positions if p not in points()]
         if unknown:
@@ -49,6 +64,8 @@ class WSOLModel(ModelDesc):
 
     @property
     def head_names(self):
+        if self.method.head_names is not None:
+            return tuple(self.method.head_names(self.spec))
         return tuple(self.spec.ose_heads)
 
     def inputs(self):
@@ -58,14 +75,9 @@ class WSOLModel(ModelDesc):
                 tf.TensorSpec([None, 2, 2], tf.float32, "bbox")]
 
     def _at_position(self, position, x):
-        spec = self.spec
-        if position not in spec.positions:
+        if position not in self.spec.positions or self.method.position_op is None:
             return x
-        if spec.uses_mae:
-            return maxout_attention_excitation(f"aware_{position}", x, spec.mae_threshold, spec.mae_mask)
-        if spec.uses_adl:
-            return attention_based_dropout(f"adl_{position}", x, spec.adl_threshold, spec.adl_keep_prob)
-        return x
+        return self.method.position_op(self.spec, position, x)
 
     def build_heads(self, image):
         """Forward pass from uint8 images to {head: (features, logits, fc_weights)}."""
@@ -75,7 +87,10 @@ class WSOLModel(ModelDesc):
             x = tf.transpose(x, [0, 3, 1, 2])
         with argscope([Conv2D, MaxPooling, GlobalAvgPooling, BatchNorm], data_format=fmt):
             features = self._backbone(x, self.spec, self._at_position)
-            heads = self._heads(features, self.spec)
+            if self.method.heads is not None:
+                heads = self.method.heads(self.spec, features, self._heads)
+            else:
+                heads = self._heads(features, self.spec)
             for name, (head_features, head_logits, weights) in heads.items():
                 tf.identity(to_nhwc(head_features), name=f"features_{name}")
                 tf.identity(head_logits, name=f"logits_{name}")
@@ -83,17 +98,23 @@ class WSOLModel(ModelDesc):
         return heads
 
     def build_graph(self, image, label, bbox):
+        targets = None
+        if self.method.input_transform is not None and get_current_tower_context().is_training:
+            image, targets = self.method.input_transform(self.spec, image, label)
         heads = self.build_heads(image)
         logits = tf.add_n([head_logits for _, head_logits, _ in heads.values()], name="logits")
         tf.identity(tf.nn.top_k(logits, k=min(5, self.spec.num_classes)).indices, name="top5")
         wrong1 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 1)), tf.float32, name="wrong-top1")
         wrong5 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 5)), tf.float32, name="wrong-top5")
 
-        xentropy = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits), name="xentropy")
+        xentropy = cross_entropy(logits, label, targets)
         weight_decay = self.spec.weight_decay
         wd_cost = regularize_cost(".*/W", lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")
-        cost = tf.add(xentropy, wd_cost, name="cost")
+        extra = self.method.extra_losses(self.spec, heads, label) if self.method.extra_losses else []
+        if extra:
+            cost = tf.add_n([xentropy, wd_cost] + extra, name="cost")
+        else:
+            cost = tf.add(xentropy, wd_cost, name="cost")
         add_moving_summary(xentropy, wd_cost, cost,
                            tf.reduce_mean(wrong1, name="train-error-top1"),
                            tf.reduce_mean(wrong5, name="train-error-top5"))

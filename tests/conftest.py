@@ -76,3 +76,40 @@ def pytest_collection_modifyitems(config, items):
     """Longest files first (stable otherwise): pytest-xdist (``--dist loadfile``) hands out
     whole files in this order, so a long file never starts last while the other process idles."""
     items.sort(key=file_duration, reverse=True)
+
+
+def write_designed_checkpoint(run_dir, name="min-val-error-top1"):
+    """Replace a trained run's ``name`` checkpoint by weights built for the purpose, so that tests
+    of predict / export / evaluation never rest on what a tiny training happened to learn: every
+    convolution (and 1x1 MAE excitation) passes the mean of its input channels through its
+    centre tap, biases are 0, and the FC weight of class k is ``(k + 1) / (C K)``.  Features are
+    then a ReLU'd, pooled brightness map (above the ImageNet mean), the CAM of every class
+    peaks on the bright parts of an image, and the logits grow with the class index (top-1 =
+    the last class, no ties).  Returns the checkpoint prefix."""
+    import numpy as np
+    from utils.compat import tf
+    from utils.config import model_spec, run_config
+    graph, _, _, _ = build_model_graph(model_spec(run_config(str(run_dir))), is_training=False)
+    prefix = os.path.join(str(run_dir), name)
+    with graph.as_default(), new_session(graph) as sess:
+        for variable in tf.global_variables():
+            shape = variable.shape.as_list()
+            value = np.zeros(shape, np.float32)
+            if len(shape) == 4:                                   # conv kernel [kh, kw, in, out]
+                value[shape[0] // 2, shape[1] // 2] = 1.0 / shape[2]
+            elif len(shape) == 2:                                 # FC [C, K]
+                value[:] = (np.arange(shape[1]) + 1) / (shape[0] * shape[1])
+            elif variable.op.name.endswith(("/gamma", "/variance/EMA")):
+                value[:] = 1.0
+            variable.load(value, sess)
+        tf.train.Saver(tf.global_variables()).save(sess, prefix, write_meta_graph=False, write_state=False)
+    return prefix
+
+
+def bright_square(image, box):
+    """``image`` (uint8, copied) dimmed to a quarter with a white rectangle ``x1 y1 x2 y2``: the
+    region a designed checkpoint's CAM marks."""
+    out = (image // 4).copy()
+    x1, y1, x2, y2 = box
+    out[y1:y2, x1:x2] = 255
+    return out

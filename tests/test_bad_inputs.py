@@ -23,6 +23,7 @@ from utils import compat
 from utils.data.dataflow import get_eval_dataflow
 from utils.data.labels import LabelListError
 from utils.evaluation import paper_table, scorer
+from utils.errors import exit_on_user_error
 from utils.training import loop
 
 pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
@@ -66,6 +67,8 @@ def data(tmp_path_factory):
     _data_set(root, "INVERTED", [line.replace("\t2\t3\t30\t35", "\t30\t3\t2\t35") for line in good[:5]] + good[5:],
               val)
     _data_set(root, "OUTSIDE", good, [line.replace("\t30\t35", "\t60\t70") for line in val])
+    _data_set(root, "ONEINVERTED", [good[0].replace("\t2\t3\t30\t35", "\t30\t3\t2\t35")] + good[1:], val)
+    _data_set(root, "NOBOX", good, val[:2] + [val[2].split("\t")[0] + "\t0"] + val[3:])
     return root
 
 
@@ -139,8 +142,14 @@ TRAIN_CASES = [
     case("label-list-not-utf8", {"--dataset_name": "LATIN"}, 2, "LATIN/train.txt:1: not UTF-8 text"),
     case("malformed-label-line", {"--dataset_name": "BROKEN"}, 2, "BROKEN/train.txt:2:", "got 4 fields"),
     case("most-boxes-inverted", {"--dataset_name": "INVERTED"}, 2,
-         "INVERTED/train.txt: 5 of 8 boxes are suspicious", "x y w h instead of x1 y1 x2 y2"),
-    case("missing-data-set", {"--dataset_name": "NOSUCH"}, 2, "NOSUCH/train.txt is missing or empty"),
+         "INVERTED/train.txt: 5 of 8 boxes are inverted", "it looks like an x y w h"),
+    case("one-box-inverted", {"--dataset_name": "ONEINVERTED"}, 2,
+         "ONEINVERTED/train.txt: 1 of 8 boxes are inverted (x2 < x1 or y2 < y1; line 1)",
+         "which an x1 y1 x2 y2 list never has", "it looks like an x y w h"),
+    case("val-image-without-a-box", {"--dataset_name": "NOBOX"}, 2,
+         "NOBOX/val.txt: 1 of the 4 evaluated images have no box (first: class 0/val 2.jpg)"),
+    case("log-dir-too-long", {"--log_dir": "{tmp}/" + "a" * 4000}, 2, "cannot use --log_dir", "File name too long"),
+    case("missing-data-set", {"--dataset_name": "NOSUCH"}, 2, "NOSUCH/train.txt is missing"),
     case("missing-cub-names-its-script", {"--dataset_name": "CUB", "--number_of_class": "200"}, 2, "prepare_cub.sh"),
     case("several-heads-for-cam", {"--method_name": "CAM", "--ose_heads": ["3x3", "1x3"]}, 2, "--ose_heads needs"),
 ]
@@ -235,17 +244,28 @@ SCORER_CASES = [
                  id="not-utf8"),
     pytest.param([], b"a.jpg\t0\t5\t5\t14\n", "labels.txt:1: expected", id="malformed"),
     pytest.param(["--label_file", "{tmp}/none.txt"], None, "none.txt: cannot read the label file", id="no-file"),
+    pytest.param([], b"", "labels.txt: the label file lists no image", id="empty-label-file"),
+    pytest.param(["--cam_dir", "{tmp}/nowhere"], None, "CAM folder {tmp}/nowhere not found", id="no-cam-dir"),
+    pytest.param([], "zero-cam", "b.npy: an empty CAM (0x0 WxH)", id="0x0-cam"),
+    pytest.param([], b"a.jpg\t0\t5\t5\t14\t14\nb.jpg\t0\t9\t5\t4\t14\n", "labels.txt: 1 of 2 boxes are inverted",
+                 id="inverted-box"),
+    pytest.param(["--out", "{tmp}/a_file/m.json"], None, "cannot create the folder {tmp}/a_file: a file of that name",
+                 id="out-under-a-file"),
 ]
 
 
 @pytest.mark.parametrize("extra, label_bytes, words", SCORER_CASES)
 def test_scorer_bad_input(cams, tmp_path, capsys, extra, label_bytes, words):
     folder, labels = cams
-    if label_bytes is not None:
+    (tmp_path / "a_file").write_text("x\n")
+    if label_bytes == "zero-cam":
+        np.save(folder / "b.npy", np.zeros((0, 0)))
+    elif label_bytes is not None:
         labels.write_bytes(label_bytes)
     argv = ["--cam_dir", str(folder), "--label_file", str(labels), "--out", str(tmp_path / "m.json")]
     assert scorer.main(argv + [a.format(tmp=tmp_path) for a in extra]) == 2
-    assert words in one_error_line(capsys.readouterr().err, "scorer")
+    assert words.format(tmp=tmp_path) in one_error_line(capsys.readouterr().err, "scorer")
+    assert not (tmp_path / "m.json").exists() and not list(tmp_path.glob(".*"))     # nothing partial
 
 
 def test_scorer_counts_and_reports_nonfinite_cams(cams, tmp_path, capsys):
@@ -279,6 +299,64 @@ def test_scorer_counts_boxes_past_their_cam(cams, tmp_path, capsys):
 def test_paper_table_names_an_unreadable_run(tmp_path, capsys):
     assert paper_table.main([str(tmp_path / "nothing")]) == 2
     assert "nothing/result/metrics.json: cannot read it" in one_error_line(capsys.readouterr().err, "paper_table")
+
+
+def _fake_run(folder, **config):
+    from utils.evaluation.report import write_metrics_json
+    write_metrics_json(str(folder / "result" / "001-model-1" / "metrics.json"), {"top1_cls": 50.0},
+                       dict({"method": "CAM", "dataset": "SYNTH", "arch": "vgg_gap"}, **config))
+
+
+def test_paper_table_out_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    _fake_run(tmp_path / "run")
+    (tmp_path / "a_file").write_text("x\n")
+    assert paper_table.main([str(tmp_path / "run"), "--out", str(tmp_path / "a_file" / "t.md")]) == 2
+    line = one_error_line(capsys.readouterr().err, "paper_table")
+    assert f"cannot create the folder {tmp_path / 'a_file'}: a file of that name is in the way" in line
+
+
+def _metadata(root, ids=b"a b.jpg\n", labels=b"a b.jpg,0\n"):
+    split = root / "CUB" / "test"
+    split.mkdir(parents=True)
+    (split / "image_ids.txt").write_bytes(ids)
+    (split / "class_labels.txt").write_bytes(labels)
+    (split / "localization.txt").write_bytes(b"a b.jpg,1,2,30,40\n")
+    return root
+
+
+@pytest.mark.parametrize("make, out, words", [
+    (lambda root: _metadata(root, labels=b"a b.jpg,0\nb\xe9.jpg,1\n"), "{tmp}/lists",
+     "class_labels.txt:2: not UTF-8 text"),
+    (_metadata, "{tmp}/a_file/lists", "cannot create the folder {tmp}/a_file/lists/CUB"),
+], ids=["not-utf8", "out-under-a-file"])
+def test_metadata_to_lists_bad_input(tmp_path, capsys, make, out, words):
+    from utils.data import metadata
+    (tmp_path / "a_file").write_text("x\n")
+    make(tmp_path / "meta")
+    argv = ["to-lists", str(tmp_path / "meta"), out.format(tmp=tmp_path)]
+    assert exit_on_user_error("utils.data.metadata", metadata.main, argv) == 2
+    assert words.format(tmp=tmp_path) in one_error_line(capsys.readouterr().err, "utils.data.metadata")
+    assert not (tmp_path / "lists").exists()
+
+
+def test_metadata_to_lists_keeps_spaces_in_paths(tmp_path):
+    from utils.data import metadata
+    from utils.data.labels import read_label_list
+    _metadata(tmp_path / "meta")
+    assert metadata.main(["to-lists", str(tmp_path / "meta"), str(tmp_path / "lists")]) == 0
+    assert [e.path for e in read_label_list(str(tmp_path / "lists" / "CUB" / "val.txt"))] == ["a b.jpg"]
+
+
+def test_predict_resolves_a_bare_log_dir_name_as_train_py_does(tmp_path, capsys, monkeypatch):
+    from utils.config import resolve_log_dir
+    from utils.evaluation import predict
+    monkeypatch.chdir(tmp_path)
+    assert resolve_log_dir("run") == os.path.join("train_log", "run")
+    assert predict.run_main(["--log_dir", "demo_run", "x.jpg", "--out", "o"]) == 2
+    assert one_error_line(capsys.readouterr().err, "predict.py").endswith(
+        "train_log/demo_run: no such run folder or checkpoint")
+    assert predict.run_main(["--log_dir", "demo/CAM", "x.jpg", "--out", "o"]) == 2
+    assert one_error_line(capsys.readouterr().err, "predict.py").endswith("demo/CAM: no such run folder or checkpoint")
 
 
 def run_command(*argv):

@@ -99,6 +99,21 @@ def test_dataset_path_conventions(tmp_path):
         "/lists/MINE/train.txt", os.path.join(data, "MINE", "images"))
 
 
+def test_class_names_file_of_a_run_is_its_own_copy_else_the_data_sets(tmp_path):
+    from types import SimpleNamespace
+    from utils.data.paths import dataset_class_names_file, kept_class_names_file, run_class_names_file
+    data, log_dir = tmp_path / "data", tmp_path / "run"
+    (data / "MINE").mkdir(parents=True)
+    log_dir.mkdir()
+    args = SimpleNamespace(dataset_name="MINE", data_dir=str(data), label_dir=None, log_dir=str(log_dir))
+    assert dataset_class_names_file("MINE", str(data)) is None and run_class_names_file(args) is None
+    (data / "MINE" / "words.txt").write_text("0 a\n")
+    assert dataset_class_names_file("MINE", str(data)) == str(data / "MINE" / "words.txt")
+    assert run_class_names_file(args) == str(data / "MINE" / "words.txt")
+    (log_dir / "words.txt").write_text("0 b\n")
+    assert kept_class_names_file(str(log_dir)) == str(log_dir / "words.txt") == run_class_names_file(args)
+
+
 @pytest.mark.parametrize("dataset, split, hint", [
     ("CUB", "train", "dataset/prepare_cub.sh"),
     ("ILSVRC", "val", "dataset/prepare_imagenet.sh"),

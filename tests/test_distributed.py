@@ -1,4 +1,4 @@
-"""Multi-machine training: cluster specs, the tensorpack compat shims, and a real cluster of
+"""Multi-machine training: cluster specs, the tensorpack fixes (utils.training.distributed), and a real cluster of
 one parameter server and two workers (local subprocesses on 127.0.0.1) for both
 distributed trainers.  Every process is killed (its whole process group) whatever happens."""
 import json
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from utils import compat
 from utils.compat import tf
+from utils.training import distributed
 from utils.config import ConfigError, parse_args
-from utils.training.distributed import load_cluster_spec
+from utils.training.cluster import load_cluster_spec
 from utils.data.synthetic import generate_synthetic
 
 pytestmark = pytest.mark.duration(65)  # seconds, for the scheduler (conftest.py)
@@ -73,41 +73,52 @@ def test_non_distributed_runs_ignore_cluster_flags():
     assert args.task is None and not hasattr(args, "cluster_spec")
 
 
-# ----------------------------------------------------------------------------- compat shims
+# ----------------------------------------------------------------------------- tensorpack fixes
 
 def test_greedy_load_balancing_puts_variables_on_the_least_loaded_ps():
     with tf.Graph().as_default():
         big = tf.get_variable("big", [100, 10])
         small = [tf.get_variable(f"small{i}", [10]) for i in range(3)]
-        assert compat.byte_size_load_fn(big.op) == 4000
-        assert compat.byte_size_load_fn(small[0].op) == 40
-        strategy = compat.GreedyLoadBalancingStrategy(2, compat.byte_size_load_fn)
+        assert distributed.byte_size_load_fn(big.op) == 4000
+        assert distributed.byte_size_load_fn(small[0].op) == 40
+        strategy = distributed.GreedyLoadBalancingStrategy(2, distributed.byte_size_load_fn)
         assert [strategy(v.op) for v in [big] + small] == [0, 1, 1, 1]
         setter = tf.train.replica_device_setter(
             cluster=tf.train.ClusterSpec({"ps": ["a:1", "b:2"], "worker": ["c:3"]}),
-            ps_strategy=compat.tf1_namespace().contrib.training.GreedyLoadBalancingStrategy(
-                2, compat.tf1_namespace().contrib.training.byte_size_load_fn))
+            ps_strategy=distributed.tf1_namespace().contrib.training.GreedyLoadBalancingStrategy(
+                2, distributed.tf1_namespace().contrib.training.byte_size_load_fn))
         with tf.device(setter):
             placed = [tf.get_variable("p0", [1000]), tf.get_variable("p1", [10]), tf.get_variable("p2", [10])]
         assert [v.device for v in placed] == ["/job:ps/task:0", "/job:ps/task:1", "/job:ps/task:1"]
 
 
 def test_distributed_shims_are_idempotent_and_expose_tf1():
-    compat.patch_tensorpack_distributed()
     from tensorpack.graph_builder import distributed as gb_dist
     from tensorpack.graph_builder import utils as gb_utils
     from tensorpack.tfutils import distributed as tfu_dist
-    build = gb_dist.DistributedReplicatedBuilder.build
-    compat.patch_tensorpack_distributed()
-    assert gb_dist.DistributedReplicatedBuilder.build is build
+    distributed.patch_tensorpack_distributed()
+    namespace = gb_dist.tf
+    distributed.patch_tensorpack_distributed()
+    assert gb_dist.tf is namespace
     for module in (gb_dist, tfu_dist):
         assert module.tf.train.replica_device_setter is tf.train.replica_device_setter
-        assert module.tf.contrib.training.GreedyLoadBalancingStrategy is compat.GreedyLoadBalancingStrategy
-    assert gb_utils._replace_global_by_local._e2net_patched
+        assert module.tf.contrib.training.GreedyLoadBalancingStrategy is distributed.GreedyLoadBalancingStrategy
+    assert gb_utils._replace_global_by_local is distributed._replace_global_by_local
+    # the builder fixes are subclasses: tensorpack's own classes stay as released
+    assert gb_dist.DistributedReplicatedBuilder.build is not distributed.ReplicatedBuilder.build
+
+
+def test_single_process_training_leaves_tensorpack_unpatched():
+    """The module patches are applied only when a distributed trainer is built."""
+    code = ("import sys, utils.training.loop, utils.training.trainers\n"
+            "from tensorpack.graph_builder import distributed as d, utils as u\n"
+            "sys.exit(not (u._replace_global_by_local.__module__ == 'tensorpack.graph_builder.utils'\n"
+            "              and d.tf.__name__ == 'tensorflow'))")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
 def test_nested_override_to_local_variable():
-    compat.patch_tensorpack_distributed()
+    distributed.patch_tensorpack_distributed()
     from tensorpack.graph_builder.utils import override_to_local_variable
     with tf.Graph().as_default():
         with override_to_local_variable(), override_to_local_variable():
@@ -117,13 +128,11 @@ def test_nested_override_to_local_variable():
 
 def test_single_worker_barrier_depends_on_the_train_op():
     """(v): with one worker tensorpack's barrier had no dependency: the train op did nothing."""
-    compat.patch_tensorpack_distributed()
     from tensorflow.python.ops.op_selector import get_backward_walk_ops
-    from tensorpack.graph_builder.distributed import DistributedBuilderBase
     builder = SimpleNamespace(num_worker=1, task_index=0, sync_queue_devices=["/cpu:0"], _sync_queue_counter=0)
     with tf.Graph().as_default():
         step = tf.no_op(name="apply_gradients")
-        barrier = DistributedBuilderBase._add_sync_queues_and_barrier(builder, "barrier", [step])
+        barrier = distributed.ReplicatedBuilder._add_sync_queues_and_barrier(builder, "barrier", [step])
         assert step in get_backward_walk_ops([barrier], control_inputs=True)
 
 

@@ -1,5 +1,6 @@
 """Faults must not lose work: verified checkpoints and resume fallback, failed saves, the
 log-folder lock, kept evaluation results, Ctrl-C and a clean process exit."""
+import errno
 import glob
 import os
 import shutil
@@ -74,6 +75,26 @@ def test_verify_checkpoint_names_each_fault(trained_run, tmp_path):
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(CheckpointError, match=r"min-val-error-top1 is unusable: .*Checksum does not match"):
         verify_checkpoint(str(run / "min-val-error-top1"))
+
+
+def test_which_checkpoint_each_use_takes(trained_run, tmp_path):
+    """Resume: the newest that restores; evaluation: --load, else the best, else the last saved."""
+    from types import SimpleNamespace
+    from utils.training.checkpoints import (CheckpointError, checkpoint_to_evaluate, last_saved_checkpoint,
+                                            newest_restorable_checkpoint)
+    run = copy_run(trained_run, tmp_path / "run")
+    args = SimpleNamespace(load=None, log_dir=str(run))
+    assert checkpoint_to_evaluate(args) == str(run / "min-val-error-top1")
+    assert checkpoint_to_evaluate(SimpleNamespace(load="x/model-2", log_dir=str(run))) == "x/model-2"
+    for path in glob.glob(str(run / "min-val-error-top1.*")):
+        os.remove(path)
+    truncate(data_file(run / "model-6"))
+    assert last_saved_checkpoint(str(run)) == str(run / "model-6") == checkpoint_to_evaluate(args)
+    assert newest_restorable_checkpoint(str(run)) == (str(run / "model-4"), 4)
+    empty = SimpleNamespace(load=None, log_dir=str(tmp_path / "empty"))
+    assert last_saved_checkpoint(empty.log_dir) is None and newest_restorable_checkpoint(empty.log_dir) is None
+    with pytest.raises(CheckpointError, match="no checkpoint to evaluate in .*empty"):
+        checkpoint_to_evaluate(empty)
 
 
 def test_resume_falls_back_to_the_newest_checkpoint_that_restores(data_dir, trained_run, tmp_path):
@@ -295,6 +316,7 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(data_dir, tmp_path):
     last = output.strip().splitlines()[-1]
     assert last.startswith("train.py: interrupted (Ctrl-C); to resume from the last checkpoint, run: ")
     assert last.endswith(" ".join(cmd[2:])) and "train.py" in last   # the same flags
+    assert f"run: {cmd[0]} " in last                                 # the interpreter that ran it, not "python"
     assert "Traceback" not in output
     assert len(output[output.index("Detected Ctrl-C"):].splitlines()) < 12
 
@@ -329,3 +351,131 @@ def test_a_log_dir_that_cannot_be_created_is_one_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(LogDirError, match=r"cannot use --log_dir .*file/run: Not a directory"):
         RunLock(str(tmp_path / "file" / "run")).acquire()
+
+
+# ----------------------------------------------------------------------------- whole or nothing
+
+class FullDisk:
+    """A file object whose first write stops half-way with ENOSPC, as on a full file system."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    from utils import atomic
+    real = atomic._fdopen
+    monkeypatch.setattr(atomic, "_fdopen", lambda *args, **kwargs: FullDisk(real(*args, **kwargs)))
+
+
+def _writers():
+    from matplotlib.figure import Figure
+    from utils import atomic
+    from utils.data.labels import LabelEntry, write_label_list
+    from utils.data.metadata import write_metadata
+    from utils.evaluation.report import write_metrics_json
+    entries = [LabelEntry(f"a {i}.jpg", i % 2, np.array([[1, 2, 30, 40]], np.float32)) for i in range(200)]
+    figure = Figure(figsize=(2, 2))
+    figure.add_subplot().plot([0, 1], [1, 0])
+    return {
+        "text": lambda p: atomic.write_text(p, "x" * 5000),
+        "json": lambda p: atomic.write_json(p, {"values": list(range(2000))}),
+        "npy": lambda p: atomic.write_npy(p, np.ones((60, 60), np.float32)),
+        "png": lambda p: atomic.write_image(p + ".png", np.full((60, 60, 3), 128, np.uint8)),
+        "figure": lambda p: atomic.write_figure(p, figure),
+        "label-list": lambda p: write_label_list(p, entries),
+        "metrics-json": lambda p: write_metrics_json(p, {"gt_known_loc": 50.0, "curve": list(range(500))}, {}),
+        "metadata": lambda p: write_metadata(p, entries, {e.path: (64, 64) for e in entries}),
+    }
+
+
+WRITERS = ["text", "json", "npy", "png", "figure", "label-list", "metrics-json", "metadata"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("fault", ["full-disk", "file-in-the-way"])
+def test_a_failed_write_is_one_line_naming_the_path_and_leaves_nothing_partial(writer, fault, tmp_path, request):
+    from utils.atomic import OutputError
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "earlier.txt").write_text("kept")
+    target = folder / "target"
+    if fault == "full-disk":
+        request.getfixturevalue("full_disk")
+        words = "No space left on device"
+    else:
+        (folder / "blocker").write_text("a regular file")
+        target = folder / "blocker" / "target"
+        words = "a file of that name is in the way"
+    with pytest.raises(OutputError) as error:
+        _writers()[writer](str(target))
+    message = str(error.value)
+    assert "\n" not in message and words in message and str(folder) in message, message
+    left = sorted(p.name for p in folder.rglob("*") if p.is_file())
+    assert left == (["earlier.txt"] if fault == "full-disk" else ["blocker", "earlier.txt"]), left
+
+
+@pytest.mark.parametrize("writer", ["text", "json", "label-list"])
+def test_a_failed_rewrite_keeps_the_previous_file(writer, tmp_path, full_disk):
+    from utils.atomic import OutputError
+    target = tmp_path / "target"
+    target.write_text("the previous, complete file\n")
+    with pytest.raises(OutputError):
+        _writers()[writer](str(target))
+    assert target.read_text() == "the previous, complete file\n" and os.listdir(tmp_path) == ["target"]
+
+
+def test_a_folder_is_published_whole_or_not_at_all(tmp_path):
+    from utils.atomic import OutputError, atomic_folder, write_text
+    out = tmp_path / "published"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(str(out)) as folder:
+            write_text(os.path.join(folder, "a.txt"), "a")
+            raise RuntimeError("the export failed half-way")
+    assert os.listdir(tmp_path) == []                     # nothing left: a rerun is not refused
+    with atomic_folder(str(out)) as folder:
+        write_text(os.path.join(folder, "a.txt"), "a")
+    assert os.listdir(out) == ["a.txt"] and os.listdir(tmp_path) == ["published"]
+    with pytest.raises(OutputError, match="exists; it is never written over"):
+        with atomic_folder(str(out)):
+            pass
+
+
+def test_the_graph_file_at_training_start_is_whole_or_absent(tmp_path, full_disk):
+    from utils.compat import tf
+    from utils.training import checkpoints
+    with tf.Graph().as_default() as graph:
+        tf.get_variable("w", [10])
+        tf.train.get_or_create_global_step()
+        saver = checkpoints.VerifiedModelSaver(max_to_keep=3, checkpoint_dir=str(tmp_path))
+        saver._setup_graph()
+        saver.graph = graph
+        with pytest.raises(checkpoints.CheckpointSaveError) as error:
+            saver._before_train()
+    assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_during_evaluate_is_one_line_and_leaves_no_result(data_dir, trained_run, tmp_path, capfd,
+                                                                      full_disk):
+    run = copy_run(trained_run, tmp_path / "run")
+    code, out, err = evaluate_in_process(data_dir, run, capfd)
+    assert code == 2 and "Traceback" not in out + err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("train.py: error: cannot write ") and "No space left on device" in line
+    assert str(run / "result" / "001-min-val-error-top1") in line
+    assert os.listdir(run / "result") == []              # no partial folder, no temporary one

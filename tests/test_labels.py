@@ -137,7 +137,10 @@ def test_zero_size_box_is_read_and_reported(tmp_path, caplog):
 def test_suspicious_boxes_are_counted_with_their_lines(tmp_path, caplog):
     good = "".join(f"g{i}.jpg 0 1 1 9 9\n" for i in range(7))
     path = _write(tmp_path, good + "a.jpg 1 10 2 9 4\nb.jpg 1 1 20 9 4\nc.jpg 1 -3 2 9 4\n\nd.jpg 0 1 2 3 4\n")
-    entries = read_label_list(path)
+    with pytest.raises(LabelListError, match=r"2 of 11 boxes are inverted .*lines 8, 9\), which an x1 y1 x2 y2 list "
+                                             r"never has: no other usual convention"):
+        read_label_list(path)
+    entries = read_label_list(path, allow_inverted=True)
     assert entries.num_boxes == 11 and len(entries) == 11
     assert entries.suspicious == [(8, "x2<=x1 or y2<=y1"), (9, "x2<=x1 or y2<=y1"), (10, "negative coordinate")]
     assert entries[7].lines == (8,)
@@ -148,7 +151,22 @@ def test_suspicious_boxes_are_counted_with_their_lines(tmp_path, caplog):
 def test_a_list_where_most_boxes_are_inverted_is_refused(tmp_path):
     path = _write(tmp_path, "a.jpg 0 139 30 100 264\nb.jpg 0 60 27 325 304\nc.jpg 0 10 40 5 20\n")
     with pytest.raises(LabelListError, match=r"2 of 3 boxes are suspicious .* lines 1, 3\).*x y w h"):
+        read_label_list(path, allow_inverted=True)
+
+
+@pytest.mark.parametrize("lines, looks", [
+    ("a.jpg 0 139 30 100 264\n" + "b.jpg 0 60 27 325 304\n" * 9, "it looks like an x y w h (as the released CUB"),
+    ("a.jpg 0 10 30 20 40\n" + "b.jpg 0 5 6 1 9\n", "it looks like an x y w h (as the released CUB train.txt) "
+                                                  "or an x1 x2 y1 y2 list"),
+    ("a.jpg 0 10 -3 5 40\n", "no other usual convention"),
+], ids=["xywh", "xywh-or-x1x2y1y2", "none"])
+def test_one_inverted_box_refuses_an_x1y1x2y2_list_and_names_the_convention_it_looks_like(tmp_path, lines, looks):
+    path = _write(tmp_path, lines)
+    with pytest.raises(LabelListError, match="boxes are inverted") as error:
         read_label_list(path)
+    assert looks in str(error.value) and "\n" not in str(error.value)
+    if "x y w h" in looks:
+        read_label_list(path, box_format="xywh")   # told the convention: read
 
 
 def test_tab_separated_paths_may_hold_spaces(tmp_path):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, new_session
+from conftest import REPO, bright_square, new_session, write_designed_checkpoint
 from utils.data.synthetic import ensure_synthetic
 from utils.evaluation.cam import FUSION_RULES, fuse_heads
 from utils.evaluation.localization import normalize_cam, reference_box, resize_cam
@@ -18,7 +18,7 @@ from utils.evaluation.localization import normalize_cam, reference_box, resize_c
 pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
 
 SIZE = 48
-TAU = 0.6     # high enough that the boxes of a barely trained model are smaller than the image
+TAU = 0.6
 
 
 def train_command(data_dir, log_dir, *extra):
@@ -36,11 +36,14 @@ def run(cmd, **kwargs):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(data dir, run folder) of a 2-step VGG16-GAP E2Net (3 OSE heads) at 48 px, width 0.125."""
+    """(data dir, run folder) of a 2-step VGG16-GAP E2Net (3 OSE heads) at 48 px, width 0.125,
+    whose evaluated checkpoint is then replaced by designed weights (conftest: CAMs mark the
+    bright parts of an image), so that no outcome rests on what the two steps learned."""
     root = tmp_path_factory.mktemp("predict")
     ensure_synthetic(str(root / "data" / "SYNTH"), workers=1, num_classes=4, num_train=32, num_val=16,
                      size=64, seed=3)
     run(train_command(root / "data", root / "run"))
+    write_designed_checkpoint(root / "run")
     return root / "data", root / "run"
 
 
@@ -54,15 +57,23 @@ def predictor(trained):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """Images of several sizes and formats, a corrupt file and a missing one."""
+    """Images of several sizes and formats (each with a bright rectangle off-centre, where the
+    designed checkpoint's CAM is), a corrupt file and a missing one."""
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
     colour = cv2.GaussianBlur(rng.integers(0, 255, (70, 120, 3), dtype=np.uint8), (9, 9), 3)
-    cv2.imwrite(str(folder / "wide.jpg"), colour)                                  # non-square JPEG
-    cv2.imwrite(str(folder / "gray.png"), rng.integers(0, 255, (90, 50), dtype=np.uint8))   # grayscale PNG
-    cv2.imwrite(str(folder / "big.png"), rng.integers(0, 255, (150, 200, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "wide.jpg"), bright_square(colour, BRIGHT["wide.jpg"]))          # non-square JPEG
+    cv2.imwrite(str(folder / "gray.png"), bright_square(rng.integers(0, 255, (90, 50), dtype=np.uint8),
+                                                        BRIGHT["gray.png"]))                   # grayscale PNG
+    cv2.imwrite(str(folder / "big.png"), bright_square(rng.integers(0, 255, (150, 200, 3), dtype=np.uint8),
+                                                       BRIGHT["big.png"]))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     return folder, [str(folder / n) for n in ("wide.jpg", "gray.png", "big.png", "broken.jpg", "missing.png")]
+
+
+# x1 y1 x2 y2 of each image's bright rectangle: a third of its width and height, in a corner (the
+# designed CAM is 3 x 3 at 48 px)
+BRIGHT = {"wide.jpg": (0, 0, 40, 23), "gray.png": (33, 60, 50, 90), "big.png": (133, 0, 200, 50)}
 
 
 def view_of(image, view):
@@ -117,12 +128,19 @@ def test_readme_predict_command_maps_boxes_to_original_pixels(trained, predictor
                    int(y2 * height / SIZE + 0.5)]
         assert record["box"] == by_hand == [int(row[k]) for k in ("x1", "y1", "x2", "y2")]
         whole_box += record["box_in_view"] == [0, 0, SIZE, SIZE]
+        # the designed CAM marks the bright corner: the box in original pixels holds its centre and
+        # not the opposite corner of the image
+        bx1, by1, bx2, by2 = BRIGHT[os.path.basename(record["image"])]
+        centre, opposite = ((bx1 + bx2) / 2, (by1 + by2) / 2), (width - bx2 + bx1, height - by2 + by1)
+        inside = [record["box"][0] <= x <= record["box"][2] and record["box"][1] <= y <= record["box"][3]
+                  for x, y in (centre, opposite)]
+        assert inside == [True, False], (record["box"], BRIGHT)
         overlay = cv2.imread(str(out / record["overlay"]))
         assert overlay.shape[0] > height and overlay.shape[1] >= width
         bx1, by1, bx2, by2 = record["box"]
         assert tuple(overlay[(by1 + by2) // 2, bx1]) == (0, 0, 255)        # left edge of the box: red
         assert tuple(overlay[by1, (bx1 + bx2) // 2]) == (0, 0, 255)        # top edge
-    assert whole_box < len(records)
+    assert whole_box == 0
 
 
 def test_centre_crop_view_and_class_by_name(trained, images, tmp_path):
@@ -151,8 +169,9 @@ def test_predict_bad_class_is_one_line(trained, images, tmp_path, capsys):
     assert run_main(["--log_dir", str(log_dir), images[1][0], "--out", str(tmp_path), "--class", "7"]) == 2
     assert capsys.readouterr().err.strip() == "predict.py: error: --class 7: outside [0, 4)"
     assert run_main(["--log_dir", str(log_dir), *images[1][3:], "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == \
-        f"predict.py: error: none of the 2 images could be read (see {tmp_path}/skipped.tsv)"
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"predict.py: error: none of the 2 images could be read (first: {images[1][3]}: ")
+    assert last.endswith("; nothing written") and os.listdir(tmp_path) == []
 
 
 def write_metrics(path, metrics, when):
@@ -261,6 +280,12 @@ def test_scorer_on_saved_cams_reproduces_evaluate(trained, tmp_path):
     for key in ("thresholds", "gt_known_loc", "best_threshold"):
         assert scored["sweep"][key] == evaluated["sweep"][key], key
     assert scored["sweep"]["best"]["gt_known_loc"] == evaluated["sweep"]["best"]["gt_known_loc"]
+    # the data set's whole-image masks: mapped into the CAMs' crop frame as --evaluate does
+    assert scorer_main(["--cam_dir", str(cam_dir), "--label_file", str(cam_dir / "labels.txt"), "--mask_dir",
+                        str(data_dir / "SYNTH" / "masks"), "--out", str(scored_file)]) == 0
+    pixel = read_metrics(str(scored_file))["metrics"]["pixel"]
+    assert pixel["pxap"] == evaluated["pixel"]["pxap"] and pixel["masks_resized_to_the_cam"] == 16
+    assert pixel["mask_mapping"] == "into the evaluation crop (as --evaluate)"
     panel = cv2.imread(str(next((log_dir / "result" / "latest" / "examples").glob("000_*.png"))))
     assert panel.shape[1] >= 3 * 224 and panel.shape[0] > 224         # three cells of >= 224 px, captions
 

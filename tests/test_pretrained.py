@@ -139,7 +139,10 @@ def test_cam_checkpoint_into_an_e2net_graph_names_the_missing_variables(tmp_path
     graph = graph_of(SPEC, is_training=False)
     with graph.as_default(), new_session(graph) as sess:
         with pytest.raises(PretrainedWeightsError) as error:
+            CheckpointInit(str(tmp_path / "model-1"), allow_partial=False).init(sess)   # train.py --load
+        with pytest.raises(PretrainedWeightsError) as evaluating:      # evaluate/predict/export: no such flag
             CheckpointInit(str(tmp_path / "model-1")).init(sess)
+    assert "--allow_partial_load" not in str(evaluating.value) and "another model" in str(evaluating.value)
     message = str(error.value)
     assert "\n" not in message
     for name in ("group2/block0/aware_31/W", "aware_5/W", "conv1x3/W", "linearnew_1x3/W"):

@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 from tabulate import tabulate
 
+from utils.atomic import write_image, write_json, write_text
 from utils.boxes import box_iou
 from utils.data.labels import read_class_names, read_label_list
-from utils.data.paths import dataset_paths
+from utils.data.paths import dataset_class_names_file, dataset_paths
 from utils.data.synthetic import DEFAULT_VARIANT, PART_HEAD, VARIANTS, ensure_synthetic, mask_box, mask_path
 from utils.data.transforms import eval_boxes
 from utils.errors import UserError, exit_on_user_error
@@ -171,10 +172,12 @@ def comparison_table(rows):
 def write_comparison_grid(args, path):
     """The picture grid (``utils.evaluation.visualization.comparison_grid``) of the first
     examples: image with GT box and class name, then each method's heat map, box and IoU."""
-    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(args.out, m)), "examples", "cams.npz")) for m in args.methods}
+    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(args.out, m)), "examples", "cams.npz"), allow_pickle=False)
+              for m in args.methods}
     label_file, _ = dataset_paths("SYNTH", args.data_dir, split="val")
     labels = {os.path.splitext(os.path.basename(e.path))[0]: e.label for e in read_label_list(label_file)}
-    class_names = read_class_names(os.path.join(args.data_dir, "SYNTH", "words.txt"))
+    names_file = dataset_class_names_file("SYNTH", args.data_dir)
+    class_names = read_class_names(names_file) if names_file else None
     first = arrays[args.methods[0]]
     rows = []
     for i, name in enumerate(first["names"][:min(len(arrays[m]["names"]) for m in args.methods)]):
@@ -182,9 +185,10 @@ def write_comparison_grid(args, path):
         methods = {m: (arrays[m]["cams"][i], arrays[m]["pred_boxes"][i],
                        float(box_iou([arrays[m]["pred_boxes"][i]], [gt])[0, 0])) for m in args.methods}
         label = labels[str(name).split("_", 1)[1]]
-        rows.append(comparison_row(first["images"][i], gt, methods, f"class {label}: {class_names[label]}"))
+        caption = f"class {label}: {class_names[label]}" if class_names else f"class {label}"
+        rows.append(comparison_row(first["images"][i], gt, methods, caption))
     if rows:
-        cv2.imwrite(path, comparison_grid(rows, args.methods))
+        write_image(path, comparison_grid(rows, args.methods))
 
 
 class DemoError(UserError, RuntimeError):
@@ -214,12 +218,11 @@ def main(argv=None):
     timing["total"] = round(elapsed, 1)
     summary = {"config": vars(args), "results": results, "table": rows, "timing_seconds": timing,
                "wall_time_seconds": elapsed}
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch}, {args.size}px, "
-                f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
-                f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")
+    write_json(os.path.join(args.out, "results.json"), summary, indent=2, default=str)
+    write_text(os.path.join(args.out, "results.md"),
+               f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch}, {args.size}px, "
+               f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
+               f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")
     print(f"\n{table}\n")
     print(f"[demo] seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}")
     print(f"[demo] results: {args.out}/results.md, results.json, comparison.png")

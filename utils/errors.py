@@ -14,6 +14,10 @@ class UserError(Exception):
     """A one-line, user-facing error (bad flag, bad file, refused operation)."""
 
 
+class ConfigError(UserError, ValueError):
+    """An invalid flag or flag combination (``utils.config``, ``utils.training.cluster``)."""
+
+
 def exit_on_user_error(program, main, argv=None):
     """Run ``main(argv)``; a ``UserError`` becomes one stderr line and exit code 2."""
     try:

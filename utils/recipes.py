@@ -9,18 +9,18 @@ The earlier 10-epoch recipe used the release's schedule scaled to the run (x0.1 
 6, 9), which spent most steps at lr <= 0.001.  Plain VGG16-GAP needs gradient clipping and a
 long stretch at the base lr to leave chance level.
 """
+from models.methods.registry import owners
+
 RECIPES = {
     "resnet": {"epochs": 3, "base_lr": 0.01, "clip_gradients": 0.0, "lr_decay_epochs": [2]},
     "vgg_gap": {"epochs": 30, "base_lr": 0.01, "clip_gradients": 5.0, "lr_decay_epochs": [24]},
 }
 
-# ResNet50-SE: BN in the OSE convolutions (--use_bn 1), as in the released ResNet script.
-OSE_METHODS = ("OSE", "E2Net")
-
-
 def backbone_options(arch, method_name):
-    """train.py options a method needs on a backbone beyond the recipe ({"use_bn": 1} or {})."""
-    return {"use_bn": 1} if arch == "resnet" and method_name in OSE_METHODS else {}
+    """train.py options a method needs on a backbone beyond the recipe ({"use_bn": 1} or {}):
+    on ResNet50-SE, BN in the OSE convolutions of the methods that have them, as in the released
+    ResNet script."""
+    return {"use_bn": 1} if arch == "resnet" and method_name in owners("use_bn") else {}
 
 
 def recipe_defaults(key):

@@ -21,7 +21,6 @@ standard error of the difference, ``2 * sqrt(s_m^2 / n_m + s_cam^2 / n_cam)`` (n
 on both sides); below by as much is reported as worse; anything else is "within noise".
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -31,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tabulate import tabulate
 
-from utils.config import PRECISIONS
+from utils.atomic import make_folder, write_figure, write_json, write_text
+from utils.flags import PRECISIONS
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
 from utils.recipes import RECIPES, backbone_options, recipe_defaults
@@ -184,8 +184,9 @@ def ensure_data(args, variant):
 
 
 def run_options(args, method, seed, data_root):
-    """train.py options that identify one run (compared with its metrics.json's config)."""
-    spec = METHODS[method]
+    """train.py options that identify one run (compared with its metrics.json's config); ``method``
+    is an arm's name in METHODS or a ``Method``."""
+    spec = method if isinstance(method, Method) else METHODS[method]
     options = {"dataset_name": "SYNTH", "data_dir": data_root, "arch_name": args.arch,
                "method_name": spec.method_name, "final_size": args.size, "width_multiplier": args.width,
                "batch_size": args.batch, "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch,
@@ -239,9 +240,10 @@ def _lookup(metrics, path):
     return float(value)
 
 
-def run_values(metrics):
-    """``{column: value}`` of one run's metrics (columns absent from the metrics are left out)."""
-    values = {key: _lookup(metrics, path) for key, _, path in ALL_COLUMNS}
+def run_values(metrics, columns=None):
+    """``{column: value}`` of one run's metrics (columns absent from the metrics are left out);
+    ``columns`` as ALL_COLUMNS (the default)."""
+    values = {key: _lookup(metrics, path) for key, _, path in columns or ALL_COLUMNS}
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -253,13 +255,13 @@ def summarise(values):
             "n": n, "values": values}
 
 
-def aggregate(values_by_method):
+def aggregate(values_by_method, columns=None):
     """``{method: {column: summary}}`` from ``{method: [run values]}``; a column appears when
     at least one run has it (``n`` counts those runs)."""
     stats = {}
     for method, runs in values_by_method.items():
-        columns = [key for key, _, _ in ALL_COLUMNS if any(key in run for run in runs)]
-        stats[method] = {key: summarise([run[key] for run in runs if key in run]) for key in columns}
+        present = [key for key, _, _ in columns or ALL_COLUMNS if any(key in run for run in runs)]
+        stats[method] = {key: summarise([run[key] for run in runs if key in run]) for key in present}
     return stats
 
 
@@ -274,12 +276,12 @@ def compare(method_stats, baseline_stats):
     return {"difference": difference, "margin": margin, "verdict": verdict}
 
 
-def comparisons(stats, baseline=BASELINE):
-    """``{method: {column: comparison}}`` against the baseline for the COMPARED columns."""
+def comparisons(stats, baseline=BASELINE, keys=COMPARED):
+    """``{method: {column: comparison}}`` against the baseline for the ``keys`` columns."""
     if baseline not in stats:
         return {}
     return {method: {key: compare(columns[key], stats[baseline][key])
-                     for key in COMPARED if key in columns and key in stats[baseline]}
+                     for key in keys if key in columns and key in stats[baseline]}
             for method, columns in stats.items() if method != baseline}
 
 
@@ -306,9 +308,13 @@ def study_tables(stats):
     return _table(stats, COLUMNS), _table(stats, PART_COLUMNS)
 
 
-def comparison_lines(compared):
-    """One line per method: the compared columns with their verdicts."""
-    titles = {key: title for key, title, _ in ALL_COLUMNS}
+LOCALIZATION = ("gt_known_best", "maxboxacc_v2", "pxap")
+
+
+def comparison_lines(compared, columns=None, localization=LOCALIZATION):
+    """One line per method: the compared columns with their verdicts, then the methods that beat
+    the baseline beyond seed noise on a ``localization`` column."""
+    titles = {key: title for key, title, _ in columns or ALL_COLUMNS}
     lines = []
     for method, columns in compared.items():
         cells = []
@@ -317,9 +323,10 @@ def comparison_lines(compared):
             cells.append(f"{titles[key]} {c['difference']:+.1f}{margin} {c['verdict']}")
         lines.append(f"- {method} vs {BASELINE}: " + "; ".join(cells))
     beyond = sorted({m for m, columns in compared.items() for key, c in columns.items()
-                     if key in ("gt_known_best", "maxboxacc_v2", "pxap") and c["verdict"] == "above"})
-    lines.append(f"- beat {BASELINE} beyond seed noise on a localization column (best-τ GT-known, MaxBoxAccV2, "
-                 f"PxAP): {', '.join(beyond) if beyond else 'none'}")
+                     if key in localization and c["verdict"] == "above"})
+    named = ", ".join(titles[key] for key in localization)
+    lines.append(f"- beat {BASELINE} beyond seed noise on a localization column ({named}): "
+                 f"{', '.join(beyond) if beyond else 'none'}")
     return lines
 
 
@@ -338,12 +345,12 @@ def study_markdown(args, stats, compared, wall_time):
     return "\n\n".join(parts) + "\n"
 
 
-def plot_study(path, stats):
-    """Bar chart of the CHART columns present: one panel each, mean with sample-std error bars."""
+def plot_study(path, stats, columns=None, chart=CHART, title=f"SYNTH ablation: {STD_RULE}"):
+    """Bar chart of the ``chart`` columns present: one panel each, mean with sample-std error bars."""
     from matplotlib.figure import Figure   # Agg canvas, no pyplot state
 
-    titles = {key: title for key, title, _ in ALL_COLUMNS}
-    keys = [key for key in CHART if any(key in s for s in stats.values())]
+    titles = {key: title for key, title, _ in columns or ALL_COLUMNS}
+    keys = [key for key in chart if any(key in s for s in stats.values())]
     methods = list(stats)
     figure = Figure(figsize=(3.2 * len(keys) + 1.5, 0.35 * len(methods) + 1.6), dpi=100)
     for i, key in enumerate(keys):
@@ -361,15 +368,15 @@ def plot_study(path, stats):
         axes.set_xlim(0, 100)
         axes.set_title(titles[key], fontsize=9)
         axes.grid(axis="x", alpha=0.3)
-    figure.suptitle(f"SYNTH ablation: {STD_RULE}", fontsize=9)
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    write_figure(path, figure)
 
 
 def main(argv=None):
     args = resolve(build_parser().parse_args(argv))
     start = time.time()
-    os.makedirs(args.out, exist_ok=True)
+    make_folder(args.out)
     try:
         runs = run_all(args)
     except KeyboardInterrupt:
@@ -383,11 +390,8 @@ def main(argv=None):
                "methods": {m: {"description": METHODS[m].description, "runs": runs[m], "stats": stats[m]}
                            for m in runs},
                "against_baseline": compared, "wall_time_seconds": wall_time}
-    with open(os.path.join(args.out, "study.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    with open(os.path.join(args.out, "study.md"), "w") as f:
-        f.write(markdown)
+    write_json(os.path.join(args.out, "study.json"), summary, indent=2)
+    write_text(os.path.join(args.out, "study.md"), markdown)
     plot_study(os.path.join(args.out, "study.png"), stats)
     print("\n" + markdown)
     print(f"[study] results: {args.out}/study.md, study.json, study.png")

@@ -59,7 +59,7 @@ from tensorpack.utils.utils import get_rng  # noqa: E402
 
 from utils.data.labels import OutOfImageBoxes  # noqa: E402
 from utils.data.metadata import is_metadata_split, read_entries  # noqa: E402
-from utils.data.paths import prepare_hint  # noqa: E402
+from utils.data.paths import lists_beside, prepare_hint  # noqa: E402
 from utils.errors import UserError
 from utils.data.transforms import (RESIZE_MARGIN, decode_image, eval_boxes, is_bad_image_marker,  # noqa: E402
                               map_eval_image, map_train_image)
@@ -80,18 +80,29 @@ def load_entries(label_file, image_root, num_classes=None):
     """Check that the list, the image root and the first image's folder exist and are not
     empty (and, given ``num_classes``, that every class index is below it); return the
     entries (a label list file's or a wsolevaluation metadata folder's, ``utils.data.metadata``)."""
-    if not is_metadata_split(label_file) and (not os.path.isfile(label_file) or os.path.getsize(label_file) == 0):
-        raise DataError(f"label list {label_file} is missing or empty; run {prepare_hint(label_file)}")
-    if not os.path.isdir(image_root) or not os.listdir(image_root):
-        raise DataError(f"image directory {image_root} is missing or empty; run {prepare_hint(image_root)}")
-    entries = read_entries(label_file, num_classes=num_classes)
+    images_missing = not os.path.isdir(image_root) or not os.listdir(image_root)
+    # the preparation command is advised only when the data set itself is missing
+    advice = f"; run {prepare_hint(image_root)}" if images_missing else ""
+    if not is_metadata_split(label_file) and not os.path.isfile(label_file):
+        others = lists_beside(label_file)
+        if others and not images_missing:
+            raise DataError(f"label list {label_file} is missing (the lists beside it: {', '.join(others)})")
+        raise DataError(f"label list {label_file} is missing{advice or _relative_note(label_file)}")
+    if images_missing:
+        raise DataError(f"image directory {image_root} is missing or empty{advice}")
+    entries = read_entries(label_file, num_classes=num_classes) if os.path.getsize(label_file) or \
+        is_metadata_split(label_file) else []
     if not entries:
-        raise DataError(f"label list {label_file} lists no image; run {prepare_hint(label_file)}")
+        raise DataError(f"label list {label_file} lists no image (an empty list: fix or regenerate it)")
     first_dir = os.path.dirname(os.path.join(image_root, entries[0].path))
     if not os.path.isdir(first_dir):  # e.g. ILSVRC train extracted but not val
         raise DataError(f"image directory {first_dir} (of {label_file}) is missing; "
-                        f"run {prepare_hint(first_dir)}")
+                        f"run {prepare_hint(image_root)}")
     return entries
+
+
+def _relative_note(path):
+    return "" if os.path.isabs(path) else f" ({path} is relative to the working directory {os.getcwd()})"
 
 
 def resolve_workers(workers):
@@ -361,6 +372,11 @@ def get_eval_dataflow(label_file, image_root, final_size=224, batch_size=32, wor
     ``cache_images``: decode once into memory for repeated passes (True, False or ``'auto'``).
     """
     entries = load_entries(label_file, image_root, num_classes)[:number_of_val]
+    boxless = [entry.path for entry in entries if len(entry.boxes) == 0]
+    if boxless:
+        raise DataError(f"{label_file}: {len(boxless)} of the {len(entries)} evaluated images have no box (first: "
+                        f"{boxless[0]}); localization needs a GT box for every image: add them or evaluate "
+                        f"another list")
     source = EvalSource(entries, image_root)
     mapper = partial(map_eval_image, final_size=final_size)
     decoded = _decoded(source, mapper, resolve_workers(workers), thread_pool,

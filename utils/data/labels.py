@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from utils.atomic import write_text
 from utils.errors import UserError
 
 BOX_FORMATS = ("xyxy", "xywh")
@@ -91,6 +92,25 @@ def box_problems(boxes):
     negative = np.any(boxes < 0, axis=1)
     return ["x2<=x1 or y2<=y1" if e else "negative coordinate" if n else None
             for e, n in zip(empty.tolist(), negative.tolist())]
+
+
+def inverted_boxes(boxes):
+    """Bool ``[n]``: boxes ``x1 y1 x2 y2`` with ``x2 < x1`` or ``y2 < y1`` (which a list in that
+    convention never has; ``x2 == x1`` is a one-pixel box in the inclusive convention)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+
+
+OTHER_CONVENTIONS = {   # name -> whether every box [n, 4] of the four numbers is valid read that way
+    "x y w h (as the released CUB train.txt)": lambda b: bool(np.all(b >= 0)),
+    "x1 x2 y1 y2": lambda b: bool(np.all((b[:, 1] >= b[:, 0]) & (b[:, 3] >= b[:, 2]))),
+}
+
+
+def conventions_that_fit(boxes):
+    """The other box conventions under which every one of ``boxes`` (four numbers each) is valid."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return [name for name, fits in OTHER_CONVENTIONS.items() if fits(boxes)]
 
 
 def boxes_outside_image(boxes, image_hw):
@@ -172,7 +192,7 @@ def split_line(line):
     return [f for f in (f.strip() for f in line.split("\t")) if f]
 
 
-def read_label_list(path, num_classes=None, box_format="xyxy"):
+def read_label_list(path, num_classes=None, box_format="xyxy", allow_inverted=False):
     """Parse a label list into ``LabelEntry`` objects, one per distinct image path.
 
     Args:
@@ -180,6 +200,9 @@ def read_label_list(path, num_classes=None, box_format="xyxy"):
         num_classes: if given, every class index must lie in ``[0, num_classes)``.
         box_format: ``'xyxy'`` (the project format) or ``'xywh'`` (x y width height, as in
             the released CUB train list); boxes are returned as x1 y1 x2 y2 either way.
+        allow_inverted: keep boxes with ``x2 < x1`` or ``y2 < y1`` of an ``xyxy`` list (as
+            suspicious boxes); by default such a list is refused, naming the convention it
+            looks like (an ``x y w h`` list read as ``x1 y1 x2 y2`` has them).
     Returns:
         a ``LabelList`` of ``LabelEntry`` in order of first appearance; ``boxes`` is float32
         ``[n, 4]`` (``[0, 4]`` for box-less lines).  Suspicious boxes (module docstring) are
@@ -187,7 +210,8 @@ def read_label_list(path, num_classes=None, box_format="xyxy"):
     Raises:
         LabelListError: for a malformed line, a class out of range, an image listed with two
             different classes, a file that is not UTF-8 text (the message starts with
-            ``file:line:``), or a list where most boxes are suspicious.
+            ``file:line:``), an ``xyxy`` list with an inverted box (unless ``allow_inverted``),
+            or a list where most boxes are suspicious.
         OSError: if the file cannot be read.
     """
     if box_format not in BOX_FORMATS:
@@ -195,7 +219,7 @@ def read_label_list(path, num_classes=None, box_format="xyxy"):
     entries = {}
     boxes_by_path = {}
     lines_by_path = {}
-    for line_number, line in _numbered_lines(path):
+    for line_number, line in numbered_lines(path):
         fields = split_line(line)
         if not fields:
             continue
@@ -221,13 +245,28 @@ def read_label_list(path, num_classes=None, box_format="xyxy"):
             entry.lines = tuple(lines_by_path[image_path])
     boxes = [box for path_boxes in boxes_by_path.values() for box in path_boxes]
     lines = [line for path_lines in lines_by_path.values() for line in path_lines]
+    if box_format == "xyxy" and not allow_inverted and boxes:
+        _refuse_inverted(path, np.array(boxes), lines)
     suspicious = sorted((line, problem) for line, problem in zip(lines, box_problems(boxes)) if problem)
     result = LabelList(entries.values(), path, len(boxes), suspicious)
     _report_suspicious(result)
     return result
 
 
-def _numbered_lines(path):
+def _refuse_inverted(path, boxes, lines):
+    inverted = np.flatnonzero(inverted_boxes(boxes))
+    if not len(inverted):
+        return
+    fits = conventions_that_fit(boxes)
+    looks = (f"it looks like an {' or an '.join(fits)} list" if fits else
+             "no other usual convention (x y w h, x1 x2 y1 y2) fits every box either")
+    raise LabelListError(f"{path}: {len(inverted)} of {len(boxes)} boxes are inverted (x2 < x1 or y2 < y1; "
+                         f"{line_numbers_text([lines[i] for i in inverted])}), which an x1 y1 x2 y2 list never has: "
+                         f"{looks}; convert it to x1 y1 x2 y2 (labels/convert_released_lists.py does so for the "
+                         f"released lists)")
+
+
+def numbered_lines(path):
     """``(line number, text)`` of a UTF-8 file; a decoding error names the file and line."""
     with open(path, "rb") as f:
         for line_number, raw in enumerate(f, start=1):
@@ -269,10 +308,7 @@ def format_label_lines(entry):
 
 def write_label_list(path, entries):
     """Write entries in the project format (TAB-separated, x1 y1 x2 y2, ``\\n`` line ends)."""
-    with open(path, "w", newline="\n") as f:
-        for entry in entries:
-            for line in format_label_lines(entry):
-                f.write(line + "\n")
+    write_text(path, "".join(line + "\n" for entry in entries for line in format_label_lines(entry)), newline="\n")
 
 
 def read_class_names(path):
@@ -280,7 +316,7 @@ def read_class_names(path):
     (the whole line when it has a single field); blank lines are ignored.  A file that is
     not UTF-8 raises ``LabelListError`` naming the file and line."""
     names = []
-    for _, line in _numbered_lines(path):
+    for _, line in numbered_lines(path):
         parts = line.strip().split(None, 1)
         if parts:
             names.append(parts[-1])

@@ -23,6 +23,7 @@ import os
 import cv2
 import numpy as np
 
+from utils.atomic import write_image
 from utils.data.transforms import RESIZE_MARGIN, centre_crop_offset
 from utils.errors import UserError
 
@@ -76,14 +77,8 @@ def load_mask(path, expected_hw=None):
 
 
 def write_mask(path, mask):
-    """Write a uint8 mask PNG (parent folders created; atomic rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ok, data = cv2.imencode(MASK_SUFFIX, np.asarray(mask, np.uint8))
-    if not ok:
-        raise MaskError(f"{path}: cannot encode the mask")
-    partial = path + ".partial"
-    data.tofile(partial)
-    os.replace(partial, path)
+    """Write a uint8 mask PNG (parent folders created; written whole or not at all)."""
+    write_image(path, np.asarray(mask, np.uint8))
 
 
 def object_pixels(mask):

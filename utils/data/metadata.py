@@ -43,7 +43,8 @@ import sys
 import cv2
 import numpy as np
 
-from utils.data.labels import LabelEntry, LabelListError, read_label_list, write_label_list
+from utils.atomic import atomic_folder, write_text
+from utils.data.labels import LabelEntry, LabelListError, numbered_lines, read_label_list, write_label_list
 from utils.errors import UserError, exit_on_user_error
 
 IMAGE_IDS, CLASS_LABELS, IMAGE_SIZES, LOCALIZATION = (
@@ -67,9 +68,9 @@ def metadata_split_dir(label_dir, dataset_name, split):
 
 
 def _rows(path, num_fields, what):
-    """``(where, fields)`` of each non-blank line of a comma-separated file."""
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
+    """``(where, fields)`` of each non-blank line of a comma-separated UTF-8 file."""
+    try:
+        for line_number, line in numbered_lines(path):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -82,6 +83,8 @@ def _rows(path, num_fields, what):
                 raise MetadataError(f"{where}: expected {' or '.join(map(str, num_fields))} comma-separated "
                                     f"fields ({what}), got {len(fields)}")
             yield where, fields
+    except LabelListError as error:   # not UTF-8: names the file and line
+        raise MetadataError(str(error)) from None
 
 
 def _known(where, path, labels):
@@ -162,26 +165,26 @@ def _coordinate(value):
 def write_metadata(folder, entries, sizes):
     """Write a metadata split folder; returns the number of box coordinates truncated to integers.
     ``sizes``: ``{path: (width, height)}`` for every entry."""
-    os.makedirs(folder, exist_ok=True)
     truncated = 0
-    with open(os.path.join(folder, IMAGE_IDS), "w", newline="\n") as ids, \
-            open(os.path.join(folder, CLASS_LABELS), "w", newline="\n") as labels, \
-            open(os.path.join(folder, IMAGE_SIZES), "w", newline="\n") as image_sizes, \
-            open(os.path.join(folder, LOCALIZATION), "w", newline="\n") as boxes:
-        for entry in entries:
-            if "," in entry.path:
-                raise MetadataError(f"{entry.path!r}: a comma in a path cannot be written to metadata files")
-            ids.write(f"{entry.path}\n")
-            labels.write(f"{entry.path},{entry.label}\n")
-            width, height = sizes[entry.path]
-            image_sizes.write(f"{entry.path},{width},{height}\n")
-            for box in entry.boxes:
-                texts = []
-                for value in box.tolist():
-                    text, cut = _coordinate(value)
-                    texts.append(text)
-                    truncated += cut
-                boxes.write(",".join([entry.path, *texts]) + "\n")
+    ids, labels, image_sizes, boxes = [], [], [], []
+    for entry in entries:
+        if "," in entry.path:
+            raise MetadataError(f"{entry.path!r}: a comma in a path cannot be written to metadata files")
+        ids.append(f"{entry.path}\n")
+        labels.append(f"{entry.path},{entry.label}\n")
+        width, height = sizes[entry.path]
+        image_sizes.append(f"{entry.path},{width},{height}\n")
+        for box in entry.boxes:
+            texts = []
+            for value in box.tolist():
+                text, cut = _coordinate(value)
+                texts.append(text)
+                truncated += cut
+            boxes.append(",".join([entry.path, *texts]) + "\n")
+    with atomic_folder(folder, replace=True) as building:   # the four files together, or none
+        for name, lines in ((IMAGE_IDS, ids), (CLASS_LABELS, labels), (IMAGE_SIZES, image_sizes),
+                            (LOCALIZATION, boxes)):
+            write_text(os.path.join(building, name), "".join(lines), newline="\n")
     return truncated
 
 
@@ -208,11 +211,11 @@ def to_lists(metadata_dir, out_dir, datasets=None):
             if folder is None:
                 continue
             entries, _ = read_metadata(folder)
-            for entry in entries:
-                if entry.path != "".join(entry.path.split()):
-                    raise MetadataError(f"{folder}: path {entry.path!r} holds whitespace, which label lists cannot")
+            for entry in entries:   # lists are TAB-separated: spaces in a path are kept, TABs cannot be
+                if "\t" in entry.path or entry.path != entry.path.strip():
+                    raise MetadataError(f"{folder}: path {entry.path!r} holds a TAB or surrounding whitespace, "
+                                        f"which label lists cannot")
             out_file = os.path.join(out_dir, dataset, f"{split}.txt")
-            os.makedirs(os.path.dirname(out_file), exist_ok=True)
             write_label_list(out_file, entries)
             print(f"{folder} -> {out_file}: {len(entries)} images, {sum(len(e.boxes) for e in entries)} boxes")
             written.append(out_file)

@@ -38,6 +38,7 @@ import zlib
 import cv2
 import numpy as np
 
+from utils.atomic import atomic_open, write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.data.labels import LabelEntry, read_label_list, write_label_list
 from utils.data.masks import MASKS_FOLDER, mask_file, object_pixels, write_mask
@@ -66,17 +67,13 @@ def _is_complete(directory):
 
 
 def _mark_complete(directory):
-    with open(os.path.join(directory, COMPLETE_MARKER), "w") as f:
-        f.write("done\n")
+    write_text(os.path.join(directory, COMPLETE_MARKER), "done\n")
 
 
 def _write_member(tar, member, target):
     """Copy a tar member to ``target`` via a temporary file (atomic on one file system)."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = target + ".partial"
-    with tar.extractfile(member) as source, open(partial, "wb") as destination:
+    with tar.extractfile(member) as source, atomic_open(target, "wb", sync=False) as destination:
         shutil.copyfileobj(source, destination)
-    os.replace(partial, target)
 
 
 def _require_archive(path, what, how_to_pass):

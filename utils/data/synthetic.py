@@ -59,6 +59,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from utils.atomic import write_image, write_json, write_text
 from utils.boxes import box_iou
 from utils.data.labels import LabelEntry, write_label_list
 from utils.errors import UserError, exit_on_user_error
@@ -290,13 +291,6 @@ def mask_path(out, folder, relative_image_path):
     return os.path.join(out, folder, os.path.splitext(relative_image_path)[0] + ".png")
 
 
-def _write_png(path, array):
-    ok, encoded = cv2.imencode(".png", array)
-    assert ok, path
-    with open(path, "wb") as f:
-        f.write(encoded.tobytes())
-
-
 def _write_image(task):
     """Render and save one image and its masks; ``task = (out, split, index, params)``.
     Returns ``(label entry, head box)``."""
@@ -306,12 +300,11 @@ def _write_image(task):
     sample = render_sample(sample_rng(params["seed"], split, index), label, num_classes, params["size"],
                            params["body_class_hue_probability"], params["body_vividness"])
     relative_path = _image_path(split, index, label, num_classes)
-    ok, encoded = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    assert ok, relative_path
-    with open(os.path.join(out, "images", relative_path), "wb") as f:
-        f.write(encoded.tobytes())
-    _write_png(mask_path(out, "masks", relative_path), sample.object_mask.astype(np.uint8) * 255)
-    _write_png(mask_path(out, "parts", relative_path), sample.part_mask)
+    # not synced one by one: params.json, written (synced) last, marks the set complete
+    write_image(os.path.join(out, "images", relative_path), sample.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+                sync=False)
+    write_image(mask_path(out, "masks", relative_path), sample.object_mask.astype(np.uint8) * 255, sync=False)
+    write_image(mask_path(out, "parts", relative_path), sample.part_mask, sync=False)
     return LabelEntry(relative_path, label, sample.box[None]), mask_box(sample.part_mask == PART_HEAD)
 
 
@@ -366,9 +359,8 @@ def generate_synthetic(out, workers=None, **params):
         by_split[split] = results[first:first + counts[split]]
         write_label_list(os.path.join(out, f"{split}.txt"), [entry for entry, _ in by_split[split]])
         first += counts[split]
-    with open(os.path.join(out, "words.txt"), "w") as f:
-        for label in range(num_classes):
-            f.write(f"{label} {class_dir_name(label, num_classes)}\n")
+    write_text(os.path.join(out, "words.txt"),
+               "".join(f"{label} {class_dir_name(label, num_classes)}\n" for label in range(num_classes)))
 
     stats = {"generation_seconds": None, "trivial_box_gt_known_loc_val": {}, "mean_val_box_wh": [],
              "head_box_gt_known_loc_val": None}
@@ -380,10 +372,9 @@ def generate_synthetic(out, workers=None, **params):
                      head_box_gt_known_loc_val=float(np.mean(
                          [box_iou(head[None], gt[None])[0, 0] >= 0.5 for head, gt in zip(head_boxes, val_boxes)])))
     stats["generation_seconds"] = round(time.time() - start, 2)
-    with open(os.path.join(out, "stats.json"), "w") as f:
-        json.dump(stats, f, indent=2, sort_keys=True)
-    with open(params_file, "w") as f:  # last: marks a complete set
-        json.dump(dict(params, generator_version=GENERATOR_VERSION), f, indent=2, sort_keys=True)
+    write_json(os.path.join(out, "stats.json"), stats, indent=2, sort_keys=True)
+    # last: marks a complete set
+    write_json(params_file, dict(params, generator_version=GENERATOR_VERSION), indent=2, sort_keys=True)
     return stats
 
 

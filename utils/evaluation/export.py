@@ -27,19 +27,19 @@ turns a rewrite on in its own session config; export.json says so (``computes_in
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import argparse
-import json
 import os
 
 from tensorpack.tfutils.tower import TowerContext
 
 from models.layers import to_nhwc
 from models.wsol_model import WSOLModel
+from utils.atomic import atomic_folder, write_json, write_text
 from utils.compat import tf
-from utils.config import config_dict, model_spec, run_config
+from utils.config import config_dict, model_spec, resolve_log_dir, run_config
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.cam import fusion_rule
 from utils.evaluation.predict import class_names_of
-from utils.evaluation.evaluate import checkpoint_to_evaluate
+from utils.training.checkpoints import checkpoint_to_evaluate
 from utils.training.pretrained import CheckpointInit
 
 TOP_K = 5
@@ -97,11 +97,22 @@ def build_serving_graph(args, class_names):
 
 
 def export(args, out_dir):
-    """Write the SavedModel of the run configuration ``args`` to ``out_dir``; returns the checkpoint."""
-    if os.path.exists(out_dir):
+    """Write the SavedModel of the run configuration ``args`` to ``out_dir``; returns the checkpoint.
+    The folder is built under a temporary name and renamed when complete: a failed export
+    leaves nothing."""
+    if os.path.lexists(out_dir):
         raise ExportError(f"{out_dir} exists; give a new folder (a SavedModel is never written over another)")
     checkpoint = checkpoint_to_evaluate(args)
     class_names = class_names_of(args)
+    try:
+        with atomic_folder(out_dir) as folder:
+            _write_saved_model(args, folder, checkpoint, class_names)
+    except tf.errors.OpError as error:   # TensorFlow's own writes (full disk, ...)
+        raise ExportError(f"cannot write the SavedModel {out_dir}: {error.message.splitlines()[0]}") from None
+    return checkpoint
+
+
+def _write_saved_model(args, out_dir, checkpoint, class_names):
     signature = tf.saved_model.signature_def_utils.predict_signature_def
     with tf.Graph().as_default():
         image, class_index, outputs, class_outputs = build_serving_graph(args, class_names)
@@ -116,26 +127,25 @@ def export(args, out_dir):
                     "cam_of_class": signature({"image": image, "class_index": class_index}, class_outputs)})
             builder.save()
     extra = os.path.join(out_dir, EXTRA_DIR)
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, "class_names.txt"), "w") as f:
-        f.write("".join(f"{name}\n" for name in class_names or [str(i) for i in range(args.number_of_class)]))
-    with open(os.path.join(extra, "export.json"), "w") as f:
-        json.dump({"checkpoint": checkpoint, "input": f"uint8 RGB [N, {args.final_size}, {args.final_size}, 3]",
-                   "computes_in": "float32 (variables and graph; the run's --precision is not exported)",
-                   "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name), "config": config_dict(args)},
-                  f, indent=2, default=str)
-    return checkpoint
+    write_text(os.path.join(extra, "class_names.txt"),
+               "".join(f"{name}\n" for name in class_names or [str(i) for i in range(args.number_of_class)]))
+    write_json(os.path.join(extra, "export.json"),
+               {"checkpoint": checkpoint, "input": f"uint8 RGB [N, {args.final_size}, {args.final_size}, 3]",
+                "computes_in": "float32 (variables and graph; the run's --precision is not exported)",
+                "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name), "config": config_dict(args)},
+               indent=2, default=str)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m utils.evaluation.export",
                                      description="Export a trained run as a TensorFlow SavedModel.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint)")
+    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint); a bare "
+                        "name goes under train_log/, as in train.py")
     source.add_argument("--load", help="a checkpoint inside a run folder")
     parser.add_argument("--out", required=True, help="new folder for the SavedModel")
     args = parser.parse_args(argv)
-    run = run_config(args.load or args.log_dir)
+    run = run_config(args.load or resolve_log_dir(args.log_dir))
     checkpoint = export(run, args.out)
     print(f"exported {checkpoint} -> {args.out} (signatures serving_default, cam_of_class)")
     return 0

@@ -18,7 +18,8 @@ import sys
 
 from tabulate import tabulate
 
-from models.spec import METHODS, canonical_method
+from models.methods.registry import METHODS, canonical_method
+from utils.atomic import write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.report import read_metrics
 from utils.evaluation.results import latest_result_dir
@@ -106,8 +107,7 @@ def _main(argv=None):
     table = format_table(load_published() + runs)
     print(table)
     if args.out:
-        with open(args.out, "w") as out:
-            out.write(table + "\n")
+        write_text(args.out, table + "\n")
     return 0
 
 

@@ -33,16 +33,19 @@ import numpy as np
 from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
-from utils.config import PRECISIONS, run_config
+from utils.atomic import atomic_folder, write_image, write_npy
+from utils.config import resolve_log_dir, run_config
+from utils.flags import flag
 from utils.data.labels import read_class_names
+from utils.data.paths import run_class_names_file
 from utils.data.transforms import centre_crop_view, crop_boxes_to_original, decode_image
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.cam import fuse_heads, fusion_rule
-from utils.evaluation.evaluate import checkpoint_to_evaluate, make_predictor
+from utils.evaluation.evaluate import make_predictor
 from utils.evaluation.localization import normalize_cam, reference_box, resize_cam
 from utils.evaluation.report import METRICS_FILE, read_metrics
 from utils.evaluation.visualization import prediction_overlay
-from utils.training.loop import CLASS_NAMES_FILE
+from utils.training.checkpoints import checkpoint_to_evaluate
 from utils.training.precision import check_run
 
 VIEWS = ("resize", "centre_crop")
@@ -58,22 +61,19 @@ class PredictError(UserError, ValueError):
 # --------------------------------------------------------------------------- the run
 
 def class_names_of(args):
-    """Class names of a run: its own ``words.txt``, else the one beside its train list,
-    else ``None``.  A model with more outputs than names (ResNet50-SE on CUB has 1000, as
+    """Class names of a run (``run_class_names_file``: its own ``words.txt``, else its data
+    set's), else ``None``.  A model with more outputs than names (ResNet50-SE on CUB has 1000, as
     released) names the extra classes by their index, with a warning."""
-    from utils.data.paths import dataset_paths
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
-    for path in (os.path.join(args.log_dir, CLASS_NAMES_FILE), os.path.join(os.path.dirname(label_file),
-                                                                            CLASS_NAMES_FILE)):
-        if os.path.isfile(path):
-            names = read_class_names(path)
-            if len(names) > args.number_of_class:
-                raise PredictError(f"{path}: {len(names)} class names for a {args.number_of_class}-class model")
-            if len(names) < args.number_of_class:
-                logger.warn(f"{path} names {len(names)} of the model's {args.number_of_class} classes; "
-                            f"classes {len(names)}-{args.number_of_class - 1} are named by their index")
-            return names + [str(i) for i in range(len(names), args.number_of_class)]
-    return None
+    path = run_class_names_file(args)
+    if path is None:
+        return None
+    names = read_class_names(path)
+    if len(names) > args.number_of_class:
+        raise PredictError(f"{path}: {len(names)} class names for a {args.number_of_class}-class model")
+    if len(names) < args.number_of_class:
+        logger.warn(f"{path} names {len(names)} of the model's {args.number_of_class} classes; "
+                    f"classes {len(names)}-{args.number_of_class - 1} are named by their index")
+    return names + [str(i) for i in range(len(names), args.number_of_class)]
 
 
 def evaluated_threshold(log_dir):
@@ -127,10 +127,26 @@ def softmax(logits):
 
 # --------------------------------------------------------------------------- images
 
+def list_line_path(line, root):
+    """The image path of an image-list line: its first TAB-separated field when it has a TAB
+    (paths may hold spaces), else the whole line when that names a file, else its first
+    whitespace-separated field; relative to ``root``.  ``None`` for a blank line."""
+    text = line.strip()
+    if not text:
+        return None
+    if "\t" in text:
+        field = text.split("\t")[0].strip()
+    elif os.path.isfile(text if os.path.isabs(text) else os.path.join(root, text)):
+        field = text
+    else:
+        field = text.split()[0]
+    return field if os.path.isabs(field) else os.path.join(root, field)
+
+
 def collect_images(inputs, image_root=None):
     """Image paths from files, folders (searched recursively for image extensions, sorted)
-    and lists (``.txt``/``.tsv``/``.lst``: the first field of each line, relative to
-    ``image_root`` or else to the list's folder)."""
+    and lists (``.txt``/``.tsv``/``.lst``: the path of each line as ``list_line_path``,
+    relative to ``image_root`` or else to the list's folder)."""
     paths = []
     for item in inputs:
         if os.path.isdir(item):
@@ -142,12 +158,11 @@ def collect_images(inputs, image_root=None):
         elif item.lower().endswith(LIST_EXTENSIONS):
             root = image_root if image_root is not None else os.path.dirname(item)
             try:
-                with open(item) as f:
-                    lines = [line.split() for line in f]
+                with open(item, encoding="utf-8") as f:
+                    lines = list(f)
             except (OSError, UnicodeDecodeError) as error:
                 raise PredictError(f"{item}: cannot read the image list ({error})") from None
-            paths += [field[0] if os.path.isabs(field[0]) else os.path.join(root, field[0])
-                      for field in lines if field]
+            paths += [path for path in (list_line_path(line, root) for line in lines) if path]
         else:
             paths.append(item)   # missing or unreadable files are reported and skipped later
     if not paths:
@@ -207,11 +222,34 @@ def csv_row(record):
             **dict(zip(("x1", "y1", "x2", "y2"), record["box"])), "overlay": record["overlay"]}
 
 
+OUTPUT_ENTRIES = frozenset({"predictions.jsonl", "predictions.csv", "skipped.tsv", "overlays", "cams"})
+
+
+def earlier_output(out_dir):
+    """What ``--out`` holds: ``None`` (nothing: absent), ``"empty"`` (an empty folder) or
+    ``"predictions"`` (an earlier predict.py output); both are replaced whole.  A folder with
+    other files, or a file, is refused."""
+    if not os.path.lexists(out_dir):
+        return None
+    if not os.path.isdir(out_dir):
+        raise PredictError(f"--out {out_dir} is a file, not a folder")
+    entries = set(os.listdir(out_dir))
+    if not entries:
+        return "empty"
+    if "predictions.jsonl" not in entries or entries - OUTPUT_ENTRIES:
+        raise PredictError(f"--out {out_dir} holds files that are not a predict.py output "
+                           f"({', '.join(sorted(entries - OUTPUT_ENTRIES) or sorted(entries))}); give a new folder")
+    return "predictions"
+
+
 def predict_images(args, paths, out_dir, cam_class=None, cam_threshold=None, view="resize", batch_size=32,
                    save_cams=False):
-    """Predict ``paths`` with the run configuration ``args``; returns ``(records, skipped)``."""
+    """Predict ``paths`` with the run configuration ``args``; returns ``(records, skipped)``.
+    ``out_dir`` is written whole (built under a temporary name, then renamed); an earlier
+    predict.py output there is replaced as a whole, so no file of it stays beside the new one."""
     if view not in VIEWS:
         raise PredictError(f"--view must be one of {VIEWS}, got {view!r}")
+    earlier = earlier_output(out_dir)
     class_names = class_names_of(args)
     cam_class = resolve_class(cam_class, class_names, args.number_of_class)
     tau_source = "--cam_threshold"
@@ -219,11 +257,23 @@ def predict_images(args, paths, out_dir, cam_class=None, cam_threshold=None, vie
         evaluated = evaluated_threshold(args.log_dir)
         cam_threshold, tau_source = evaluated if evaluated else (args.cam_threshold, "released default")
     predictor = RunPredictor(args)
-    size = args.final_size
-    os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
+    with atomic_folder(out_dir, replace=earlier is not None) as folder:
+        records, skipped = _predict_into(folder, predictor, paths, cam_class, cam_threshold, tau_source, class_names,
+                                         view, batch_size, save_cams)
+    if earlier == "predictions":
+        print(f"predict.py: replaced the earlier predictions in {out_dir} (none of their files is kept)",
+              file=sys.stderr)
+    return records, skipped
+
+
+def _predict_into(out_dir, predictor, paths, cam_class, cam_threshold, tau_source, class_names, view, batch_size,
+                  save_cams):
+    size = predictor.args.final_size
+    os.makedirs(os.path.join(out_dir, "overlays"))
     if save_cams:
-        os.makedirs(os.path.join(out_dir, "cams"), exist_ok=True)
+        os.makedirs(os.path.join(out_dir, "cams"))
     records, skipped = [], []
+    # plain writes: out_dir is a temporary folder, published whole by predict_images
     with open(os.path.join(out_dir, "predictions.jsonl"), "w") as jsonl, \
             open(os.path.join(out_dir, "predictions.csv"), "w", newline="") as table, \
             get_tqdm(total=len(paths), desc="predict") as progress:
@@ -248,7 +298,8 @@ def predict_images(args, paths, out_dir, cam_class=None, cam_threshold=None, vie
         with open(os.path.join(out_dir, "skipped.tsv"), "w") as f:
             f.write("path\treason\n" + "".join(f"{path}\t{reason}\n" for path, reason in skipped))
     if not records:
-        raise PredictError(f"none of the {len(paths)} images could be read (see {out_dir}/skipped.tsv)")
+        raise PredictError(f"none of the {len(paths)} images could be read (first: {skipped[0][0]}: "
+                           f"{skipped[0][1]}); nothing written")
     return records, skipped
 
 
@@ -294,11 +345,10 @@ def write_picture_and_cam(out_dir, name, image, record, save_cams):
              f"box: CAM of {record['cam_class_name']}, tau {record['cam_threshold']:.2f}"]
     picture = prediction_overlay(image, cam_view, record["view_region"], record["box"], lines)
     record["overlay"] = os.path.join("overlays", name + ".png")
-    if not cv2.imwrite(os.path.join(out_dir, record["overlay"]), picture):
-        raise PredictError(f"{os.path.join(out_dir, record['overlay'])}: cannot write the overlay")
+    write_image(os.path.join(out_dir, record["overlay"]), picture, sync=False)   # the folder is published whole
     if save_cams:
         record["cam"] = os.path.join("cams", name + ".npy")
-        np.save(os.path.join(out_dir, record["cam"]), cam_view.astype(np.float32))
+        write_npy(os.path.join(out_dir, record["cam"]), cam_view.astype(np.float32))
 
 
 def build_parser():
@@ -307,7 +357,8 @@ def build_parser():
         description="Top-5 classes, CAM and box of a trained run on any images (model and class names "
                     "from the run's config.json and words.txt).")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint)")
+    source.add_argument("--log_dir", help="run folder (its min-val-error-top1, else newest checkpoint); a bare "
+                        "name goes under train_log/, as in train.py")
     source.add_argument("--load", help="a checkpoint inside a run folder")
     p.add_argument("images", nargs="+", help="image files, folders (recursive) or lists (.txt/.tsv/.lst)")
     p.add_argument("--out", required=True, help="output folder")
@@ -321,10 +372,8 @@ def build_parser():
     p.add_argument("--image_root", default=None, help="folder the paths of a list are relative to "
                                                       "(default: the list's folder)")
     p.add_argument("--save_cams", action="store_true", help="also write each CAM as cams/<name>.npy")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="arithmetic of the network (as train.py's --precision; any run predicts in any precision)")
-    p.add_argument("--allow_slow_precision", action="store_true",
-                   help="--precision bf16 on a CPU without native bf16 (emulated: slower than fp32)")
+    for name in ("precision", "allow_slow_precision"):   # train.py's declarations (any run predicts in any precision)
+        flag(name).add_to(p)
     return p
 
 
@@ -335,7 +384,7 @@ def main(argv=None):
     if args.cam_threshold is not None and not 0 <= args.cam_threshold < 1:
         raise PredictError(f"--cam_threshold must be in [0, 1), got {args.cam_threshold}")
     paths = collect_images(args.images, args.image_root)
-    run = run_config(args.load or args.log_dir, gpu_present=compat.gpu_available(),
+    run = run_config(args.load or resolve_log_dir(args.log_dir), gpu_present=compat.gpu_available(),
                      flags=["--precision", args.precision] + ["--allow_slow_precision"] * args.allow_slow_precision)
     check_run(run)
     records, skipped = predict_images(run, paths, args.out, args.cam_class, args.cam_threshold, args.view,

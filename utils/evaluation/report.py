@@ -24,6 +24,7 @@ import os
 import numpy as np
 from tabulate import tabulate
 
+from utils.atomic import atomic_open, make_folder, write_figure, write_json, write_text
 from utils.evaluation.parts import parts_table
 
 METRICS_FILE = "metrics.json"
@@ -142,10 +143,7 @@ def _json_value(value):
 
 def write_metrics_json(path, metrics, config):
     """Write ``{"config": config, "metrics": metrics}`` to ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as out:
-        json.dump({"config": config, "metrics": metrics}, out, indent=2, default=_json_value)
-        out.write("\n")
+    write_json(path, {"config": config, "metrics": metrics}, indent=2, default=_json_value)
 
 
 def read_metrics(path):
@@ -178,7 +176,7 @@ def plot_threshold_curve(path, metrics):
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    write_figure(path, figure)
 
 
 def _flag(value):
@@ -189,7 +187,7 @@ def write_predictions_tsv(path, records, class_names=None):
     """One row per record (records carry an ``image`` name); columns in the module docstring."""
     name_column = ["label_name"] if class_names is not None else []
     header = ["image", "label", *name_column, "top5", "x1", "y1", "x2", "y2", "iou", *PREDICTION_FLAGS]
-    with open(path, "w", newline="") as out:
+    with atomic_open(path, "w", newline="") as out:
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
         writer.writerow(header)
         for record in records:
@@ -203,12 +201,11 @@ def write_predictions_tsv(path, records, class_names=None):
 
 def write_report(result_dir, metrics, config, records, class_names=None):
     """Write the four report files into ``result_dir``; returns their paths by file name."""
-    os.makedirs(result_dir, exist_ok=True)
+    make_folder(result_dir)
     paths = {name: os.path.join(result_dir, name)
              for name in (METRICS_FILE, MARKDOWN_FILE, CURVE_FILE, PREDICTIONS_FILE)}
     write_metrics_json(paths[METRICS_FILE], metrics, config)
-    with open(paths[MARKDOWN_FILE], "w") as out:
-        out.write(metrics_markdown(metrics, config))
+    write_text(paths[MARKDOWN_FILE], metrics_markdown(metrics, config))
     plot_threshold_curve(paths[CURVE_FILE], metrics)
     write_predictions_tsv(paths[PREDICTIONS_FILE], records, class_names)
     return paths

@@ -8,8 +8,12 @@ atomically when an evaluation has written everything).  Tools read results throu
 ``latest_result_dir``; a run evaluated before this layout (``result/metrics.json`` directly)
 still reads.  TensorFlow-free.
 """
+import contextlib
 import os
 import re
+import shutil
+
+from utils.atomic import OutputError, make_folder, temp_folder_beside
 
 RESULT_ROOT = "result"
 LATEST = "latest"
@@ -24,7 +28,7 @@ def _numbers(root):
 def new_result_dir(log_dir, checkpoint):
     """Create and return a fresh ``result/<NNN>-<checkpoint name>`` folder."""
     root = os.path.join(log_dir, RESULT_ROOT)
-    os.makedirs(root, exist_ok=True)
+    make_folder(root)
     name = os.path.basename(os.path.normpath(checkpoint)) or "checkpoint"
     number = max(_numbers(root), default=0) + 1
     while True:
@@ -34,6 +38,28 @@ def new_result_dir(log_dir, checkpoint):
             return path
         except FileExistsError:
             number += 1
+        except OSError as error:
+            raise OutputError(f"cannot create the result folder {path}: {error.strerror}") from None
+
+
+@contextlib.contextmanager
+def building(result_dir):
+    """Yield a temporary folder beside the (empty, reserved) ``result_dir`` to write the result
+    in; when the block completes it is renamed to ``result_dir``.  A failure removes both, so a
+    result folder is always complete or absent."""
+    temp = temp_folder_beside(result_dir)
+    try:
+        yield temp
+        os.rename(temp, result_dir)          # over the empty reserved folder
+    except BaseException as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(result_dir)
+        if isinstance(error, OutputError):   # name the result folder, not its temporary name
+            raise OutputError(str(error).replace(temp, result_dir)) from None
+        if isinstance(error, OSError):
+            raise OutputError(f"cannot write the result folder {result_dir}: {error.strerror or error}") from None
+        raise
 
 
 def mark_latest(result_dir):

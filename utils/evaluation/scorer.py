@@ -15,7 +15,9 @@ printed; the JSON (``{"config", "metrics"}``, default ``./metrics.json``) holds 
 metric.  ``--single_contour`` makes the wsolevaluation boxes come from the largest
 contour only.  ``--mask_dir M`` adds PxAP and PIoU (``utils.evaluation.pxap``) against
 the masks ``M/<name without its extension>.png`` (nonzero = object; a mask of another
-size than its CAM is resized to it with nearest-neighbour interpolation and counted;
+size than its CAM is mapped into the CAM's frame and counted: into the evaluation crop as
+``--evaluate`` does when ``DIR/frame.json`` says the CAMs are crops (``--save_cams`` writes
+it), else resized to the CAM with nearest-neighbour interpolation as wsolevaluation does;
 images without a mask are counted and left out of PxAP).  Bad input (a missing ``.npy``, an
 ``.npy`` not in the list, an array that is not 2-D, a malformed line, a label file that is not
 UTF-8) exits with code 2 and a one-line error naming the file (and line).
@@ -32,6 +34,7 @@ suspicious boxes of the list (``x2 <= x1``, negative coordinates) are reported w
 read, and a list where most boxes are wrong is refused (``utils.data.labels``).
 """
 import argparse
+import json
 import os
 import sys
 
@@ -39,7 +42,8 @@ import cv2
 import numpy as np
 
 from utils.data.labels import LabelListError, OutOfImageBoxes, read_label_list
-from utils.data.masks import MaskError, load_mask, mask_file, object_pixels
+from utils.atomic import write_json
+from utils.data.masks import MaskError, load_mask, mask_file, mask_in_crop, object_pixels
 from utils.evaluation import report
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
@@ -47,6 +51,29 @@ from utils.evaluation.pxap import NoForegroundError
 
 
 NAMES_SHOWN = 5
+FRAME_FILE = "frame.json"   # written by --evaluate --save_cams: the CAMs are in the evaluation crop
+
+
+def write_frame(cam_dir, final_size):
+    """Record in ``cam_dir`` that its CAMs are in the evaluation crop of ``final_size``
+    (``utils.data.masks.mask_in_crop``), so that the scorer maps whole-image masks into it."""
+    write_json(os.path.join(cam_dir, FRAME_FILE), {"frame": "evaluation_crop", "final_size": int(final_size)},
+               indent=2)
+
+
+def read_frame(cam_dir):
+    """The crop size of ``cam_dir``'s CAMs from its frame file, or ``None`` without one."""
+    path = os.path.join(cam_dir, FRAME_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            frame = json.load(f)
+        if frame["frame"] != "evaluation_crop":
+            raise ValueError(f"unknown frame {frame['frame']!r}")
+        return int(frame["final_size"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise EvaluationInputError(f"{path}: cannot read the CAMs' frame ({error})") from None
 
 
 class EvaluationInputError(UserError, ValueError):
@@ -67,6 +94,8 @@ def read_entries(path):
         raise EvaluationInputError(str(error)) from None
     except OSError as error:
         raise EvaluationInputError(f"{path}: cannot read the label file ({error.strerror or error})") from None
+    if not len(entries):
+        raise EvaluationInputError(f"{path}: the label file lists no image")
     for entry in entries:
         if len(entry.boxes) == 0:
             raise EvaluationInputError(f"{path}: {entry.path!r} has no box")
@@ -81,18 +110,23 @@ def cam_file_name(name):
 def load_cam(path):
     """A 2-D CAM from ``path``, or EvaluationInputError naming the file."""
     try:
-        cam = np.load(path)
+        cam = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise EvaluationInputError(f"{path}: cannot read a .npy array ({error})") from None
     if cam.ndim != 2:
         raise EvaluationInputError(f"{path}: expected a 2-D CAM, got shape {cam.shape}")
+    if cam.size == 0:
+        raise EvaluationInputError(f"{path}: an empty CAM ({cam.shape[1]}x{cam.shape[0]} WxH)")
+    if not np.issubdtype(cam.dtype, np.number) or np.issubdtype(cam.dtype, np.complexfloating):
+        raise EvaluationInputError(f"{path}: expected a real-valued CAM, got dtype {cam.dtype}")
     return cam
 
 
-def load_mask_for(mask_dir, name, cam_shape):
+def load_mask_for(mask_dir, name, cam_shape, crop_size=None):
     """``(object pixels in the CAM's frame or None, resized?)`` for list entry ``name``: the mask
-    ``mask_dir/<name>.png``, resized (nearest) to the CAM's size when it differs, as
-    wsolevaluation resizes masks to its score maps."""
+    ``mask_dir/<name>.png``; one of another size than the CAM is mapped into the evaluation crop
+    as ``--evaluate`` does when the CAMs are crops (``crop_size``, from the folder's frame file),
+    else resized (nearest) to the CAM's size, as wsolevaluation resizes masks to its score maps."""
     path = mask_file(mask_dir, name)
     if not os.path.isfile(path):
         return None, False
@@ -101,7 +135,12 @@ def load_mask_for(mask_dir, name, cam_shape):
     except MaskError as error:
         raise EvaluationInputError(str(error)) from None
     resized = mask.shape != tuple(cam_shape)
-    if resized:
+    if resized and crop_size is not None:
+        if tuple(cam_shape) != (crop_size, crop_size):
+            raise EvaluationInputError(f"{path}: the CAMs are {crop_size}x{crop_size} evaluation crops, but this "
+                                       f"one is {cam_shape[1]}x{cam_shape[0]}")
+        mask = mask_in_crop(mask, crop_size)
+    elif resized:
         mask = cv2.resize(mask, (cam_shape[1], cam_shape[0]), interpolation=cv2.INTER_NEAREST)
     return object_pixels(mask), resized
 
@@ -109,8 +148,11 @@ def load_mask_for(mask_dir, name, cam_shape):
 def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, multi_contour=True, mask_dir=None):
     """Metrics of the CAMs ``cam_dir/<name>.npy`` against the boxes of ``label_file`` (and,
     with ``mask_dir``, PxAP against the masks ``mask_dir/<name>.png``)."""
+    if not os.path.isdir(cam_dir):
+        raise EvaluationInputError(f"CAM folder {cam_dir} not found")
     if mask_dir is not None and not os.path.isdir(mask_dir):
         raise EvaluationInputError(f"mask folder {mask_dir} not found")
+    crop_size = read_frame(cam_dir)
     box_list = read_entries(label_file)
     expected = {cam_file_name(name): name for name in box_list}
     found = {os.path.relpath(os.path.join(root, file), cam_dir)
@@ -134,7 +176,7 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
             raise EvaluationInputError(str(error)) from None
         if not np.all(np.isfinite(cam)):
             nonfinite.append(file_name)
-        mask, resized = load_mask_for(mask_dir, name, cam.shape) if mask_dir else (None, False)
+        mask, resized = load_mask_for(mask_dir, name, cam.shape, crop_size) if mask_dir else (None, False)
         masks_resized += resized
         evaluator.add(cam, entry.boxes.astype(np.float64), label=entry.label, mask=mask)
     try:
@@ -146,6 +188,8 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
     if "pixel" in metrics:
         metrics["mask_dir"] = mask_dir
         metrics["pixel"]["masks_resized_to_the_cam"] = masks_resized
+        metrics["pixel"]["mask_mapping"] = ("into the evaluation crop (as --evaluate)" if crop_size else
+                                            "resized to the CAM (wsolevaluation)")
     elif mask_dir:
         raise EvaluationInputError(f"{mask_dir}: no mask for any image of {label_file} "
                                    f"(expected e.g. {mask_file(mask_dir, next(iter(box_list)))})")

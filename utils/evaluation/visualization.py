@@ -10,6 +10,7 @@ import re
 import cv2
 import numpy as np
 
+from utils.atomic import make_folder, write_image
 from utils.evaluation.localization import normalize_cam, resize_cam
 
 GT_COLOR = (0, 255, 0)        # BGR green
@@ -82,12 +83,11 @@ def save_examples(out_dir, panels):
 
     Characters other than letters, digits, ``.``, ``_`` and ``-`` in a name become ``_``.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     paths = []
     for name, panel in panels.items():
         path = os.path.join(out_dir, re.sub(r"[^\w.-]", "_", str(name)) + ".png")
-        if not cv2.imwrite(path, panel):
-            raise OSError(f"could not write {path}")
+        write_image(path, panel)
         paths.append(path)
     return paths
 

@@ -15,9 +15,12 @@ killed copy can leave a valid-looking index next to a truncated data file.  Here
 * A save that fails (full disk, read-only folder, failed check) removes its partial files
   and stops the run with ``CheckpointSaveError``: one line naming the folder, the reason and
   the previous checkpoint, which is left intact.
-* ``restorable_checkpoints(log_dir)`` lists the ``model-<step>`` checkpoints, newest first,
-  and ``newest_restorable_checkpoint`` picks the newest one that verifies, logging each one
-  it skips and why (resume falls back to it).
+* Which checkpoint, one function each: ``newest_restorable_checkpoint(log_dir)`` is where
+  training resumes (the newest ``model-<step>`` that verifies, logging each one it skips and
+  why); ``last_saved_checkpoint(log_dir)`` the last one ``VerifiedModelSaver`` published (named
+  by the ``checkpoint`` index file; not re-read); ``checkpoint_to_evaluate(args)`` what
+  ``--evaluate`` / predict / export use (``--load``, else ``min-val-error-top1``, else the last
+  saved one; ``CheckpointError`` without any).
 
 Numpy- and TensorFlow-using (reads checkpoints); no graph is built here.
 """
@@ -27,15 +30,19 @@ import json
 import os
 import re
 import shutil
+from datetime import datetime
 
 from tensorpack.callbacks import MinSaver, ModelSaver
 from tensorpack.utils import logger
 from tensorflow.python.training import checkpoint_management
 
+from utils.atomic import OutputError, write_bytes
 from utils.compat import tf
 from utils.errors import UserError
 
 MODEL_PREFIX = "model"
+MONITOR_STAT = "val-error-top1"           # MinSaver's statistic
+BEST_CHECKPOINT = f"min-{MONITOR_STAT}"   # the checkpoint MinSaver keeps (tensorpack's name)
 TEMP_MARK = ".tmp-"
 _DATA_SUFFIX = re.compile(r"\.data-(\d+)-of-(\d+)$")
 
@@ -102,7 +109,7 @@ def _step_of(prefix):
     return int(match.group(1)) if match else None
 
 
-def restorable_checkpoints(log_dir):
+def _model_checkpoints(log_dir):
     """``[(prefix, step)]`` of the ``model-<step>`` checkpoints in log_dir (any of whose files
     exists), newest first; not verified."""
     steps = set()
@@ -118,7 +125,7 @@ def newest_restorable_checkpoint(log_dir):
     each newer one that does not is logged with the reason."""
     if not os.path.isdir(log_dir):
         return None
-    candidates = restorable_checkpoints(log_dir)
+    candidates = _model_checkpoints(log_dir)
     for prefix, step in candidates:
         try:
             verify_checkpoint(prefix)
@@ -131,11 +138,41 @@ def newest_restorable_checkpoint(log_dir):
     return None
 
 
+def last_saved_checkpoint(log_dir):
+    """The checkpoint the ``checkpoint`` index file of log_dir names (the last one saved and
+    verified by ``VerifiedModelSaver``), or None."""
+    return tf.train.latest_checkpoint(log_dir) if log_dir and os.path.isdir(log_dir) else None
+
+
+def checkpoint_to_evaluate(args):
+    """--load, else ``min-val-error-top1`` in the log folder, else its last saved checkpoint;
+    ``CheckpointError`` when there is none."""
+    if args.load:
+        return args.load
+    best = os.path.join(args.log_dir, BEST_CHECKPOINT)
+    if os.path.isfile(best + ".index"):
+        return best
+    latest = last_saved_checkpoint(args.log_dir)
+    if latest is None:
+        raise CheckpointError(f"no checkpoint to evaluate in {args.log_dir} (train first or pass --load)")
+    return latest
+
+
 class VerifiedModelSaver(ModelSaver):
-    """``ModelSaver``: save, verify, then record in the ``checkpoint`` index file and prune."""
+    """``ModelSaver``: save, verify, then record in the ``checkpoint`` index file and prune.
+    The graph file ``graph-<time>.meta`` of the run's start is written whole or not at all."""
+
+    def _before_train(self):
+        path = os.path.join(self.checkpoint_dir, f"graph-{datetime.now().strftime('%m%d-%H%M%S')}.meta")
+        meta_graph = self.saver.export_meta_graph(collection_list=self.graph.get_all_collection_keys())
+        try:
+            write_bytes(path, meta_graph.SerializeToString())
+        except OutputError as error:
+            raise CheckpointSaveError(f"{error}; no checkpoint was written yet. Free space or fix the folder, "
+                                      f"then rerun the same command") from None
 
     def _trigger(self):
-        previous = tf.train.latest_checkpoint(self.checkpoint_dir)
+        previous = last_saved_checkpoint(self.checkpoint_dir)
         step = tf.train.global_step(tf.get_default_session(), tf.train.get_global_step())
         target = f"{self.path}-{step}"
         try:

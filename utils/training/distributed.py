@@ -2,10 +2,8 @@
 
     --trainer distributed_replicated | distributed_ps  --cluster SPEC  --job ps|worker  --task N
 
-``SPEC`` is a JSON object ``{"ps": ["host:port", ...], "worker": ["host:port", ...]}``, given
-inline or as the path of a file holding it.  A TF_CONFIG-style file
-``{"cluster": {...}, "task": {"type": "worker", "index": 1}}`` is accepted too; its task
-fills ``--job`` / ``--task`` when they are not on the command line.
+``SPEC`` (inline JSON or a file, plain or TF_CONFIG-style) is parsed and checked by
+``utils.training.cluster``.
 
 Processes
   * ``ps`` tasks hold the variables (``tf.train.Server``); they build no model and read no
@@ -28,14 +26,33 @@ Processes
     or a chief whose log folder holds a finished run (it returns at once): the others then
     wait; stop them with Ctrl-C.
 
-Nothing here imports TensorFlow at module level: ``utils.config`` uses ``resolve_cluster``.
+tensorpack 0.11's distributed trainers need fixes on TensorFlow 2.x (section "tensorpack fixes"):
+builder subclasses where tensorpack allows it (the replicated builder's gradient pairing, the
+step barrier of a single worker), module patches where it does not (the TF1 namespace of
+tensorpack's ``import tensorflow as tf`` modules, nested ``override_to_local_variable``).  They
+are applied by ``make_distributed_trainer`` (and, for Horovod, by ``utils.training.trainers``);
+single-process training never sees them.  The cluster spec itself is parsed and checked in
+``utils.training.cluster`` (TensorFlow-free, used by ``utils.config``).
 """
-import json
-import os
+from utils import compat  # noqa: F401  (first: TensorFlow set-up)
+import importlib
+import types
 
-from utils.config import ConfigError
+from tensorpack.graph_builder import utils as gb_utils
+from tensorpack.graph_builder.distributed import DistributedParameterServerBuilder, DistributedReplicatedBuilder
+from tensorpack.graph_builder.training import DataParallelBuilder
+from tensorpack.graph_builder.utils import allreduce_grads_naive, override_to_local_variable, split_grad_list
+from tensorpack.tfutils import common as tp_common
+from tensorpack.tfutils.common import get_global_step_var
+from tensorpack.tfutils.sesscreate import NewSessionCreator
+from tensorpack.train import DistributedTrainerParameterServer, DistributedTrainerReplicated
+from tensorpack.train.trainers import DistributedTrainerBase
+from tensorpack.utils import logger
+from tensorpack.utils.argtools import memoized
 
-JOBS = ("ps", "worker")
+from utils.compat import TF2, tf
+from utils.errors import ConfigError
+
 DONE_QUEUE_NAME = "e2net_workers_done"   # on every ps: one token per worker when it is finished
 READY_QUEUE_NAME = "e2net_chief_ready"   # on ps 0: the chief's "variables initialised" tokens
 DONE_OK, DONE_FAILED = 0, 1
@@ -45,62 +62,172 @@ SESSION_POLL_SECS = 1                    # non-chief workers check this often fo
 _server = None                           # one tf.train.Server per process
 
 
-# ----------------------------------------------------------------------------- cluster spec
+# ----------------------------------------------------------------------------- tensorpack fixes
+#
+# What tensorpack 0.11's distributed trainers (and HorovodTrainer) need on TensorFlow 2.x.
+# Numbered as in the docstrings: (i) and (ii) are module patches (tensorpack reads these names
+# from its module globals), (iii) and (v) builder subclasses, (iv) ``_WorkerMixin`` below.
 
-def load_cluster_spec(spec):
-    """(cluster, task type or None, task index or None) from ``--cluster``: inline JSON or a
-    JSON file, plain ``{"ps": [...], "worker": [...]}`` or TF_CONFIG-style."""
-    text = spec.strip()
-    if not text.startswith("{"):
-        if not os.path.isfile(spec):
-            raise ConfigError(f"--cluster: {spec} is neither a JSON object nor an existing file")
-        with open(spec) as f:
-            text = f.read()
+# tensorpack modules that ``import tensorflow as tf`` and then call TF1-only functions
+# (``tf.train.replica_device_setter``, ``tf.train.SessionManager``, ``tf.global_variables``,
+# ``tf.contrib.training.GreedyLoadBalancingStrategy`` ...) on the distributed / Horovod path.
+TENSORPACK_DISTRIBUTED_MODULES = ("tensorpack.graph_builder.distributed", "tensorpack.tfutils.distributed",
+                                  "tensorpack.train.trainers")
+TENSORPACK_HOROVOD_MODULES = ("tensorpack.train.trainers",)
+
+
+class GreedyLoadBalancingStrategy:
+    """Stand-in for TF1's ``tf.contrib.training.GreedyLoadBalancingStrategy`` (removed with
+    tf.contrib): a ``ps_strategy`` for ``replica_device_setter`` that puts each variable on
+    the parameter server with the smallest load so far (load of a variable: ``load_fn(op)``)."""
+
+    def __init__(self, num_tasks, load_fn):
+        self._load_fn = load_fn
+        self._loads = [0] * num_tasks
+
+    def __call__(self, op):
+        task = min(range(len(self._loads)), key=self._loads.__getitem__)
+        self._loads[task] += self._load_fn(op)
+        return task
+
+
+def byte_size_load_fn(op):
+    """Load of a variable-creating op for ``GreedyLoadBalancingStrategy``: the variable's size
+    in bytes (from the op's ``shape`` / ``dtype`` attributes; 0 when not fully known)."""
     try:
-        content = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"--cluster: invalid JSON ({e})") from None
-    if not isinstance(content, dict):
-        raise ConfigError("--cluster: expected a JSON object")
-    task_type = task_index = None
-    if "cluster" in content:
-        task = content.get("task") or {}
-        task_type, task_index = task.get("type"), task.get("index")
-        content = content["cluster"]
-    if not isinstance(content, dict):
-        raise ConfigError("--cluster: 'cluster' must be a JSON object")
-    extra = set(content) - set(JOBS)
-    if extra:
-        raise ConfigError(f"--cluster: only the jobs 'ps' and 'worker' are supported (worker 0 is the chief), "
-                          f"got {sorted(extra)}")
-    cluster = {}
-    for job in JOBS:
-        hosts = content.get(job)
-        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and ":" in h for h in hosts):
-            raise ConfigError(f"--cluster: '{job}' must be a non-empty list of 'host:port' strings")
-        cluster[job] = list(hosts)
-    return cluster, task_type, task_index
+        shape = tf.TensorShape(op.get_attr("shape"))
+        dtype = tf.as_dtype(op.get_attr("dtype"))
+    except (ValueError, TypeError):
+        if not op.outputs:
+            return 0
+        shape, dtype = op.outputs[0].shape, op.outputs[0].dtype
+    if not shape.is_fully_defined():
+        return 0
+    return shape.num_elements() * dtype.base_dtype.size
 
 
-def resolve_cluster(args):
-    """Validate the distributed flags (called by ``utils.config.resolve``): sets
-    ``args.cluster_spec`` (the cluster dict) and fills ``args.job`` / ``args.task`` from a
-    TF_CONFIG-style file when they were not given on the command line."""
-    if args.cluster is None:
-        raise ConfigError(f"--trainer {args.trainer} needs --cluster")
-    cluster, task_type, task_index = load_cluster_spec(args.cluster)
-    if args.job is None:
-        args.job = task_type
-    if args.job is None:
-        raise ConfigError(f"--trainer {args.trainer} needs --job (or a TF_CONFIG-style --cluster file with a task)")
-    if args.job not in JOBS:
-        raise ConfigError(f"--cluster: task type '{args.job}' is not one of {JOBS}")
-    if args.task is None:
-        args.task = task_index if task_index is not None else 0
-    if not isinstance(args.task, int) or not 0 <= args.task < len(cluster[args.job]):
-        raise ConfigError(f"--task {args.task}: the cluster has {len(cluster[args.job])} '{args.job}' task(s)")
-    args.cluster_spec = cluster
-    return args
+class _TF1Namespace(types.ModuleType):
+    """A module object that is ``tf.compat.v1`` plus extra attributes (``contrib``): what
+    tensorpack's ``import tensorflow as tf`` modules expect to see under the name ``tf``."""
+
+    def __init__(self, base, **extra):
+        super().__init__(base.__name__, getattr(base, "__doc__", None))
+        self.__dict__.update(extra)
+        self._base = base
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+
+def tf1_namespace():
+    """``tf.compat.v1`` with ``contrib.training.{GreedyLoadBalancingStrategy, byte_size_load_fn}``
+    (on TensorFlow 1.15: ``tensorflow`` itself, which has the real tf.contrib)."""
+    if not TF2:
+        return tf
+    training = types.SimpleNamespace(GreedyLoadBalancingStrategy=GreedyLoadBalancingStrategy,
+                                     byte_size_load_fn=byte_size_load_fn)
+    return _TF1Namespace(tf, contrib=types.SimpleNamespace(training=training))
+
+
+def use_tf1_in_tensorpack_modules(module_names):
+    """(i) Rebind the global ``tf`` of the given tensorpack modules to ``tf1_namespace()``.
+    These modules call TF1-only functions through ``import tensorflow as tf``; everything they
+    use exists in tf.compat.v1, so other code paths in them are unaffected.  Idempotent."""
+    namespace = None
+    for name in module_names:
+        module = importlib.import_module(name)
+        if not isinstance(getattr(module, "tf", None), _TF1Namespace) and TF2:
+            namespace = namespace or tf1_namespace()
+            module.tf = namespace
+
+
+def _replace_global_by_local(kwargs):
+    """(ii) tensorpack 0.11's ``override_to_local_variable`` custom getter removes
+    GLOBAL_VARIABLES from a variable's collections with ``set.remove``; when two such scopes
+    are nested the inner one finds it already gone and raises ``KeyError: 'variables'``.
+    Replacement: the same rewrite (collections -> LOCAL_VARIABLES instead of GLOBAL_VARIABLES)
+    with a tolerant removal (and no unbound name when ``collections`` is not passed)."""
+    collections = set(kwargs.get("collections") or [tf.GraphKeys.GLOBAL_VARIABLES])
+    collections.discard(tf.GraphKeys.GLOBAL_VARIABLES)
+    collections.add(tf.GraphKeys.LOCAL_VARIABLES)
+    kwargs["collections"] = list(collections)
+
+
+def patch_tensorpack_distributed():
+    """The module patches (i) and (ii) for tensorpack's distributed trainers.  Idempotent;
+    called by ``make_distributed_trainer``."""
+    use_tf1_in_tensorpack_modules(TENSORPACK_DISTRIBUTED_MODULES)
+    gb_utils._replace_global_by_local = _replace_global_by_local
+
+
+class _SyncBarrier:
+    """(v) tensorpack 0.11's ``DistributedBuilderBase._add_sync_queues_and_barrier`` attaches
+    the control dependencies (the step's train op) only to the enqueue ops for the *other*
+    workers.  With a single worker there are none, so the returned barrier (which is the
+    trainer's ``train_op``) depends on nothing: training silently does nothing, and with
+    several towers the StagingArea input is never refilled and the second step hangs.
+    Here: the same barrier, plus a no-op carrying the dependencies (as in the
+    tensorflow/benchmarks code it follows); it also records the queues it creates."""
+
+    def _add_sync_queues_and_barrier(self, name, dependencies):
+        """An op that completes once every worker has finished ``dependencies`` for this step.
+        The queues' (device, shared_name) go to ``self.sync_queue_names`` (so that a failing
+        worker can close them and release the others)."""
+        self._sync_queue_counter += 1
+        device = self.sync_queue_devices[self._sync_queue_counter % len(self.sync_queue_devices)]
+        names = [f"{name}{i}" for i in range(self.num_worker)]
+        self.__dict__.setdefault("sync_queue_names", []).extend((device, n) for n in names)
+        with tf.device(device):
+            queues = [tf.FIFOQueue(self.num_worker, [tf.bool], shapes=[[]], shared_name=n) for n in names]
+            token = tf.constant(False)
+            with tf.control_dependencies(dependencies):
+                ops = [tf.no_op()]  # the fix: the barrier depends on ``dependencies`` even alone
+                ops += [q.enqueue(token) for i, q in enumerate(queues) if i != self.task_index]
+            ops.append(queues[self.task_index].dequeue_many(len(queues) - 1))
+            return tf.group(*ops, name=name)
+
+
+class ReplicatedBuilder(_SyncBarrier, DistributedReplicatedBuilder):
+    """(iii) tensorpack 0.11's ``DistributedReplicatedBuilder.build`` averages the towers'
+    gradients and then pairs the *unaveraged* per-tower lists with the variables
+    (``zip(all_grads, ...)``), which fails with "Shapes must be equal rank" even with one
+    tower.  Here: the same build with the averaged gradients paired with the variables of
+    tower 0 (they are then mapped to the PS shadow variables as before); and (v)."""
+
+    def build(self, get_grad_fn, get_opt_fn):
+        """Returns (train_op, op syncing local variables from the PS, op syncing the chief's
+        local MODEL_VARIABLES to the PS or None) — see tensorpack's original docstring."""
+        with override_to_local_variable():
+            get_global_step_var()
+        get_opt_fn = memoized(get_opt_fn)
+        get_opt_fn()  # the optimizer (learning_rate) first, outside the towers: a global variable
+
+        grad_list = DataParallelBuilder.build_on_towers(
+            self.towers, get_grad_fn, devices=self.raw_devices, use_vs=[True] * len(self.towers))
+        DataParallelBuilder._check_grad_list(grad_list)
+
+        all_grads, all_vars = split_grad_list(grad_list)
+        averaged = allreduce_grads_naive(all_grads, devices=self.raw_devices)
+        avg_grads = list(zip(averaged, all_vars[0]))  # the fix: averaged gradients, tower-0 variables
+        with tf.device(self.param_server_device):
+            ps_var_grads = self._apply_shadow_vars(avg_grads)
+            var_update_ops = self._apply_gradients_and_copy(get_opt_fn(), grad_list, ps_var_grads)
+            self._shadow_vars = [v for _, v in ps_var_grads]
+            self._shadow_model_vars = self._shadow_model_variables(self._shadow_vars)
+
+        main_fetch = tf.group(*var_update_ops, name="main_fetches")
+        train_op = self._add_sync_queues_and_barrier("post_copy_barrier", [main_fetch])
+        with tf.name_scope("initial_sync_variables"):
+            initial_sync_op = self._get_initial_sync_op()
+        model_sync_op = None
+        if self._shadow_model_vars and self.is_chief:
+            with tf.name_scope("sync_model_variables"):
+                model_sync_op = self._get_sync_model_vars_op()
+        return train_op, initial_sync_op, model_sync_op
+
+
+class ParameterServerBuilder(_SyncBarrier, DistributedParameterServerBuilder):
+    """tensorpack's ``DistributedParameterServerBuilder`` with the step barrier (v)."""
 
 
 # ----------------------------------------------------------------------------- server
@@ -110,9 +237,7 @@ def get_server(args):
     config (soft placement; GPUs hidden on parameter servers)."""
     global _server
     if _server is None:
-        from tensorpack.tfutils.common import get_default_sess_config
-        from utils.compat import tf
-        config = get_default_sess_config()
+        config = tp_common.get_default_sess_config()
         if args.job == "ps":
             config.device_count["GPU"] = 0
         _server = tf.train.Server(tf.train.ClusterSpec(args.cluster_spec), job_name=args.job,
@@ -126,9 +251,8 @@ def session_config(server):
     session contacts every task of the cluster, e.g. a ps the workers that are not up yet —
     and gRPC then refuses that ps's later calls to them for a while ("failed to connect to
     all addresses"), which broke the start of training now and then."""
-    from tensorpack.tfutils.common import get_default_sess_config
     job, task = server.server_def.job_name, server.server_def.task_index
-    config = get_default_sess_config()
+    config = tp_common.get_default_sess_config()
     config.device_filters[:] = [f"/job:ps/task:{task}"] if job == "ps" else ["/job:ps", f"/job:worker/task:{task}"]
     return config
 
@@ -136,7 +260,6 @@ def session_config(server):
 def _queue(cluster, name, ps_task):
     """The token queue ``name`` on parameter server ``ps_task`` (the same definition on every
     process, so all of them address one shared queue)."""
-    from utils.compat import tf
     with tf.device(f"/job:ps/task:{ps_task}/cpu:0"):
         return tf.FIFOQueue(2 * len(cluster["worker"]), [tf.int32], shapes=[[]], shared_name=name,
                             name=f"{name}_{ps_task}")
@@ -145,7 +268,6 @@ def _queue(cluster, name, ps_task):
 def post_tokens(server, cluster, name, value, copies=1, ps_tasks=None, timeout_s=60):
     """Put ``copies`` tokens ``value`` into queue ``name`` on the given parameter servers
     (default: all).  Own graph and session: usable before, during and after training."""
-    from utils.compat import tf
     ps_tasks = range(len(cluster["ps"])) if ps_tasks is None else ps_tasks
     if copies < 1:
         return
@@ -160,7 +282,6 @@ def take_tokens(server, cluster, name, count, ps_task=0, on_token=None):
     """Wait for and return ``count`` tokens from queue ``name`` on parameter server ``ps_task``
     (polling every ``PS_POLL_MS`` so that Ctrl-C is honoured); ``on_token(tokens so far)``
     is called after each token."""
-    from utils.compat import tf
     tokens = []
     with tf.Graph().as_default():
         dequeue = _queue(cluster, name, ps_task).dequeue()
@@ -178,7 +299,6 @@ def take_tokens(server, cluster, name, count, ps_task=0, on_token=None):
 def close_queues(server, cluster, queues, timeout_s=60):
     """Close the step-barrier queues ``[(device, shared_name)]`` (cancelling pending enqueues):
     workers blocked in a barrier then stop with OutOfRangeError instead of waiting forever."""
-    from utils.compat import tf
     if not queues:
         return
     with tf.Graph().as_default():
@@ -194,20 +314,19 @@ def close_queues(server, cluster, queues, timeout_s=60):
 def run_parameter_server(args):
     """The ``--job ps`` process: serve variables until every worker reported it is done.
     Returns None when all workers succeeded; raises RuntimeError otherwise."""
-    from tensorpack.utils import logger as log
     cluster = args.cluster_spec
     server = get_server(args)
     workers = len(cluster["worker"])
-    log.info(f"parameter server {args.task} serving on {cluster['ps'][args.task]}; "
+    logger.info(f"parameter server {args.task} serving on {cluster['ps'][args.task]}; "
              f"waiting for {workers} worker(s) to finish")
 
     statuses = take_tokens(server, cluster, DONE_QUEUE_NAME, workers, ps_task=args.task,
-                           on_token=lambda got: log.info(f"{len(got)}/{workers} worker(s) finished"
+                           on_token=lambda got: logger.info(f"{len(got)}/{workers} worker(s) finished"
                                                          + ("" if got[-1] == DONE_OK else " (failed)")))
     failed = sum(s != DONE_OK for s in statuses)
     if failed:
         raise RuntimeError(f"parameter server {args.task}: {failed} of {workers} worker(s) failed")
-    log.info(f"parameter server {args.task}: all workers finished; exiting")
+    logger.info(f"parameter server {args.task}: all workers finished; exiting")
     return None
 
 
@@ -217,7 +336,6 @@ def _distributed_session_creator(server):
     """tensorpack's ``get_distributed_session_creator`` with ``SESSION_POLL_SECS`` between a
     non-chief worker's checks for initialised variables (TensorFlow's default: 30 s) and
     ``session_config`` (device filters)."""
-    from utils.compat import tf
     is_chief = server.server_def.job_name == "worker" and server.server_def.task_index == 0
     init_op = tf.global_variables_initializer()
     manager = tf.train.SessionManager(
@@ -244,7 +362,6 @@ def _create_local_global_step():
     variable on the worker's own device that the chief never initialises (non-chief workers
     then wait forever).  A step shared on a ps would advance once per worker and step, which
     breaks checkpoint names and MinSaver."""
-    from utils.compat import tf
     with tf.variable_scope(tf.VariableScope(reuse=False, name="")), tf.name_scope(None):
         return tf.get_variable(tf.GraphKeys.GLOBAL_STEP, shape=[], dtype=tf.int64,
                                initializer=tf.zeros_initializer(), trainable=False,
@@ -252,7 +369,7 @@ def _create_local_global_step():
 
 
 class _WorkerMixin:
-    """What tensorpack's distributed trainers need here besides the compat shims:
+    """What tensorpack's distributed trainers need here besides the fixes above:
 
     * (iv) a local global step, created before anything else asks for one; on resume it is
       set to the step the starting epoch implies (it is not in the checkpoints);
@@ -269,7 +386,6 @@ class _WorkerMixin:
     _chief_epoch = None
 
     def _setup_input(self, input_signature, input):
-        from utils.compat import tf
         step = tf.train.get_global_step()
         if step is None:
             step = _create_local_global_step()
@@ -296,9 +412,6 @@ class _WorkerMixin:
             self._report(ok)
 
     def initialize(self, session_creator, session_init):
-        from tensorpack.tfutils.sesscreate import NewSessionCreator
-        from tensorpack.train.trainers import DistributedTrainerBase
-        from tensorpack.utils import logger
         if not isinstance(session_creator, NewSessionCreator) or session_creator.user_provided_config:
             raise ValueError("distributed training takes its session config from the tf.train.Server")
         ok = False
@@ -317,11 +430,9 @@ class _WorkerMixin:
                 raise RuntimeError("the chief worker failed to initialise the variables")
 
     def main_loop(self, steps_per_epoch, starting_epoch, max_epoch):
-        from tensorpack.utils import logger
         if self._chief_epoch is not None and self._chief_epoch != starting_epoch:
             logger.info(f"starting at the chief's epoch {self._chief_epoch} (not {starting_epoch})")
             starting_epoch = self._chief_epoch
-        from utils.compat import tf
         self.sess.run(self._set_step, {self._step_value: (starting_epoch - 1) * steps_per_epoch})
         closed = None
         try:
@@ -341,39 +452,44 @@ class _WorkerMixin:
                 close_queues(self.server, self._cluster, getattr(self._builder, "sync_queue_names", []))
             post_tokens(self.server, self._cluster, DONE_QUEUE_NAME, DONE_OK if ok else DONE_FAILED)
         except Exception as e:  # never hide the training error behind a reporting error
-            from tensorpack.utils import logger
             logger.warn(f"could not report completion to the parameter servers: {e}")
 
 
-def _trainer_classes():
-    """(replicated, parameter-server) worker trainer classes: tensorpack's with ``_WorkerMixin``."""
-    from tensorpack.train import DistributedTrainerParameterServer, DistributedTrainerReplicated
-    from utils.compat import tf
+class ReplicatedTrainer(_WorkerMixin, DistributedTrainerReplicated):
+    """tensorpack's ``DistributedTrainerReplicated`` with ``_WorkerMixin`` and ``ReplicatedBuilder``."""
 
-    class Replicated(_WorkerMixin, DistributedTrainerReplicated):
-        def _setup_graph(self, input, get_cost_fn, get_opt_fn):
-            # The builder creates the optimizer before the towers, outside any device scope:
-            # its variables (learning_rate) would land on this worker's own device, where the
-            # chief never initialises them.  Create them on the parameter servers first.
-            with tf.device(self._builder.param_server_device):
-                get_opt_fn()  # memoized by tensorpack: the builder gets the same optimizer
-            return super()._setup_graph(input, get_cost_fn, get_opt_fn)
+    def __init__(self, gpus, server):
+        super().__init__(gpus, server)
+        self._builder = ReplicatedBuilder(gpus, server)
 
-    class ParameterServer(_WorkerMixin, DistributedTrainerParameterServer):
-        pass  # its builder creates the optimizer inside the towers, under the ps device setter
+    def _setup_graph(self, input, get_cost_fn, get_opt_fn):
+        # The builder creates the optimizer before the towers, outside any device scope:
+        # its variables (learning_rate) would land on this worker's own device, where the
+        # chief never initialises them.  Create them on the parameter servers first.
+        with tf.device(self._builder.param_server_device):
+            get_opt_fn()  # memoized by tensorpack: the builder gets the same optimizer
+        return super()._setup_graph(input, get_cost_fn, get_opt_fn)
 
-    return Replicated, ParameterServer
+
+class ParameterServerTrainer(_WorkerMixin, DistributedTrainerParameterServer):
+    """tensorpack's ``DistributedTrainerParameterServer`` with ``_WorkerMixin`` and
+    ``ParameterServerBuilder`` (which creates the optimizer inside the towers, under the ps
+    device setter)."""
+
+    def __init__(self, gpus, server, caching_device="cpu"):
+        super().__init__(gpus, server, caching_device)
+        self._builder = ParameterServerBuilder(gpus, server, caching_device)
+
+
+TRAINERS = {"distributed_replicated": ReplicatedTrainer, "distributed_ps": ParameterServerTrainer}
 
 
 def make_distributed_trainer(args, towers):
     """The tensorpack trainer of a ``--job worker`` process (``towers`` towers on it)."""
     if args.job != "worker":
         raise ConfigError(f"--job {args.job}: only workers train (parameter servers run run_parameter_server)")
-    from utils import compat
-    compat.patch_tensorpack_distributed()
-    replicated, parameter_server = _trainer_classes()
-    cls = replicated if args.trainer == "distributed_replicated" else parameter_server
-    trainer = cls(list(range(towers)), get_server(args))
+    patch_tensorpack_distributed()
+    trainer = TRAINERS[args.trainer](list(range(towers)), get_server(args))
     trainer._cluster = args.cluster_spec
     return trainer
 

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 
+from utils.atomic import OutputError, make_folder
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,35 +96,43 @@ def _last_line(path):
 
 def run_logged(cmd, log_path, what):
     """Run ``cmd`` in the repository with its output in ``log_path``; a failure is a RunError."""
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    with open(log_path, "w") as log:
+    make_folder(os.path.dirname(os.path.abspath(log_path)))
+    try:
+        log = open(log_path, "w")   # a live log (read while the run goes on), not a result
+    except OSError as error:
+        raise OutputError(f"cannot write {log_path}: {error.strerror}") from None
+    with log:
         code = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         raise RunError(f"{what} failed (exit {code}): {_last_line(log_path)} (log: {log_path})")
 
 
-def train_and_evaluate(log_dir, options, execution=None, log_stem=None, what="run", on_stage=None):
+def train_and_evaluate(log_dir, options, execution=None, log_stem=None, what="run", on_stage=None, evaluation=None):
     """Reuse, resume or start one run; returns ``(metrics_path, metrics, reused)``.
 
     ``log_stem``: path prefix of the logs (``<stem>.train.log``, ``<stem>.eval.log``;
     default ``<log_dir>`` + those suffixes); ``on_stage(stage)`` is called before
-    ``"training"`` and ``"evaluating"`` (progress output).
+    ``"training"`` and ``"evaluating"`` (progress output).  ``evaluation``: options of the
+    ``--evaluate`` call only (e.g. ``{"val_split": "val", "tau_split": "train_fullsup"}`` after a
+    run validated on train_fullsup); they identify the result, not the training run.
     """
-    found = finished_metrics(log_dir, options)
+    wanted = dict(options, **(evaluation or {}))
+    found = finished_metrics(log_dir, wanted)
     if found:
         return found + (True,)
     check_same_experiment(log_dir, options)
     log_stem = log_stem or str(log_dir)
-    cmd = train_command(log_dir, dict(options, **(execution or {})))
-    for stage, extra, suffix in (("training", [], "train"), ("evaluating", ["--evaluate"], "eval")):
+    commands = {"training": train_command(log_dir, dict(options, **(execution or {}))),
+                "evaluating": train_command(log_dir, dict(wanted, **(execution or {}))) + ["--evaluate"]}
+    for stage, suffix in (("training", "train"), ("evaluating", "eval")):
         if stage == "evaluating":
-            found = finished_metrics(log_dir, options)   # train.py may evaluate after training itself
+            found = finished_metrics(log_dir, wanted)   # train.py may evaluate after training itself
             if found:
                 return found + (False,)
         if on_stage:
             on_stage(stage)
-        run_logged(cmd + extra, f"{log_stem}.{suffix}.log", f"{what} ({stage})")
-    found = finished_metrics(log_dir, options)
+        run_logged(commands[stage], f"{log_stem}.{suffix}.log", f"{what} ({stage})")
+    found = finished_metrics(log_dir, wanted)
     if not found:
         raise RunError(f"{what}: train.py --evaluate wrote no metrics.json for this configuration under "
                        f"{log_dir}/result (log: {log_stem}.eval.log)")

@@ -7,7 +7,6 @@ are skipped with the reason, ``utils.training.checkpoints``) with the right epoc
 step, learning rate and MinSaver state.  Saves are verified before they are published.
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
-import json
 import os
 import shutil
 
@@ -20,22 +19,21 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import fix_rng_seed
 
 from models.wsol_model import WSOLModel
+from utils.atomic import write_json
 from utils.training import trainers
-from utils.compat import tf
 from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
 from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
-from utils.data.paths import dataset_paths
+from utils.data.paths import dataset_class_names_file, kept_class_names_file, split_paths
 from utils.training import precision
 from utils.training.pretrained import MODEL_ZOO_FILES, CheckpointInit, NpzInit, model_zoo_url
-from utils.training.checkpoints import VerifiedMinSaver, VerifiedModelSaver, newest_restorable_checkpoint
+from utils.training.checkpoints import (MONITOR_STAT, VerifiedMinSaver, VerifiedModelSaver, last_saved_checkpoint,
+                                       newest_restorable_checkpoint)
 from utils.training.run_lock import RunLock
 from utils.training.shutdown import StopInputThread
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "models", "pretrained")
-MONITOR_STAT = "val-error-top1"
-CLASS_NAMES_FILE = "words.txt"
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -62,16 +60,10 @@ class StopOnNonFiniteLoss(Callback):
 
 def last_checkpoint_note(log_dir):
     """Where the run's last published (verified) checkpoint is, or that none was saved yet."""
-    path = tf.train.latest_checkpoint(log_dir) if log_dir and os.path.isdir(log_dir) else None
+    path = last_saved_checkpoint(log_dir)
     if path is None:
         return f"No checkpoint was saved yet in {log_dir}."
     return f"The last good checkpoint is {path}."
-
-
-def latest_checkpoint(log_dir):
-    """(path, global step) of the newest ``model-<step>`` checkpoint in log_dir that restores,
-    or None; newer ones that do not restore are skipped with a warning saying why."""
-    return newest_restorable_checkpoint(log_dir)
 
 
 def pretrained_path(args):
@@ -98,7 +90,7 @@ def session_init(args, resume):
 
 
 def val_dataflow(args, per_tower_batch):
-    label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="val")
+    label_file, image_root = split_paths(args, args.val_split)
     ds = get_eval_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                            workers=args.workers, number_of_val=args.number_of_val,
                            num_classes=args.number_of_class, cache_images="auto")
@@ -121,10 +113,9 @@ def callbacks(args, per_tower_batch, resume_step=None):
 def copy_class_names(args):
     """Keep the data set's ``words.txt`` (beside its train list) in the run folder, so the
     run names its classes wherever it is used later (predict, export)."""
-    label_file, _ = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
-    names = os.path.join(os.path.dirname(label_file), CLASS_NAMES_FILE)
-    if os.path.isfile(names):
-        shutil.copyfile(names, os.path.join(args.log_dir, CLASS_NAMES_FILE))
+    names = dataset_class_names_file(args.dataset_name, args.data_dir, args.label_dir)
+    if names:
+        shutil.copyfile(names, kept_class_names_file(args.log_dir))
 
 
 def train(args):
@@ -140,18 +131,17 @@ def _train(args):
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
-    with open(os.path.join(args.log_dir, "config.json"), "w") as f:
-        json.dump(config_dict(args), f, indent=2, default=str)
+    write_json(os.path.join(args.log_dir, "config.json"), config_dict(args), indent=2, default=str)
     copy_class_names(args)
     towers = num_towers(args)
     per_tower_batch = args.batch_size // towers
     spe = steps_per_epoch(args)
-    resume = latest_checkpoint(args.log_dir)
+    resume = newest_restorable_checkpoint(args.log_dir)
     starting_epoch = resume[1] // spe + 1 if resume else args.starting_epoch
     if starting_epoch > args.epoch:
         logger.info(f"{args.log_dir} already holds a finished run ({args.epoch} epochs); nothing to train")
         return args.log_dir
-    label_file, image_root = dataset_paths(args.dataset_name, args.data_dir, args.label_dir, split="train")
+    label_file, image_root = split_paths(args, "train")
     train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
                                   workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed,
                                   num_classes=args.number_of_class, cache_images="auto")

@@ -44,7 +44,7 @@ from tensorpack.utils import logger
 
 from utils.compat import tf
 from utils import cpu
-from utils.config import PRECISIONS
+from utils.flags import PRECISIONS
 from utils.errors import UserError
 
 # RewriterConfig field of each reduced precision, by device.

@@ -26,6 +26,7 @@ from tensorpack.utils import logger
 from utils.errors import UserError
 from utils.compat import tf
 from models import resnet, vgg
+from models.methods.ose import HEADS
 
 MODEL_ZOO_URL = "http://models.tensorpack.com/"
 MODEL_ZOO_FILES = {"vgg_gap": "vgg16.npz", "resnet": "ImageNet-ResNet50-SE.npz"}
@@ -58,7 +59,7 @@ def read_npz(path, arch=None):
         where = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else f"{MODEL_ZOO_URL} (see README)"
         raise PretrainedWeightsError(f"pretrained weights file not found: {path} (download {where})")
     try:
-        with np.load(path) as npz:
+        with np.load(path, allow_pickle=False) as npz:   # never unpickle a downloaded file
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, EOFError, AttributeError) as error:
         raise PretrainedWeightsError(f"{path}: not a readable npz file ({error})") from None
@@ -164,8 +165,7 @@ def describe_variables(shapes):
         if match:
             heads.append(match.group(1) or match.group(2) or "3x3")
             classes.add(int(shape[-1]))
-    heads.sort(key=lambda h: ("3x3", "1x3", "3x1", "diag", "antidiag").index(h) if h in
-               ("3x3", "1x3", "3x1", "diag", "antidiag") else 9)
+    heads.sort(key=lambda h: HEADS.index(h) if h in HEADS else len(HEADS))
     method = ("E2Net" if positions and len(heads) > 1 else "MAE" if positions else
               "OSE" if len(heads) > 1 else "CAM or ADL")
     details = [f"MAE at {' '.join(positions)}"] if positions else []
@@ -188,9 +188,10 @@ class CheckpointInit(SaverRestore):
     that lacks model variables of the graph (which would stay at random initialisation).
 
     ``allow_partial=True`` (``--allow_partial_load``) restores what the checkpoint has and
-    logs the variables that stay random."""
+    logs the variables that stay random; ``False`` refuses and names that flag; ``None`` (a
+    caller without the flag: evaluation, predict, export) refuses without advising it."""
 
-    def __init__(self, path, ignore=(), allow_partial=False):
+    def __init__(self, path, ignore=(), allow_partial=None):
         self.resolved_path = get_checkpoint_path(path)
         if not os.path.isfile(self.resolved_path + ".index"):
             raise PretrainedWeightsError(f"checkpoint not found: {path}")
@@ -215,8 +216,9 @@ class CheckpointInit(SaverRestore):
             if not self.allow_partial:
                 raise PretrainedWeightsError(
                     f"{self.resolved_path} lacks {len(missing)} variable(s) of this graph: {listed}. The file looks "
-                    f"like {describe_variables(saved)}; the graph is {describe_variables(graph_shapes)}. "
-                    f"Pass --allow_partial_load to start them from random initialisation")
+                    f"like {describe_variables(saved)}; the graph is {describe_variables(graph_shapes)}"
+                    + (". Pass --allow_partial_load to start them from random initialisation"
+                       if self.allow_partial is False else " (a checkpoint of another model?)"))
             logger.warning(f"Partial load of {self.resolved_path}: {len(missing)} variable(s) stay at random "
                            f"initialisation: {' '.join(missing)}")
         super()._setup_graph()

@@ -4,7 +4,8 @@ import os
 
 from tensorpack import SimpleTrainer, SyncMultiGPUTrainerParameterServer, SyncMultiGPUTrainerReplicated
 
-from utils.config import ConfigError, gpu_list
+from utils.config import gpu_list
+from utils.errors import ConfigError
 
 
 def make_trainer(args, towers):
@@ -18,6 +19,8 @@ def make_trainer(args, towers):
             import horovod.tensorflow  # noqa: F401
         except ImportError:
             raise ConfigError("--trainer horovod needs the optional horovod package (see README)") from None
+        from utils.training.distributed import TENSORPACK_HOROVOD_MODULES, use_tf1_in_tensorpack_modules
+        use_tf1_in_tensorpack_modules(TENSORPACK_HOROVOD_MODULES)  # HorovodTrainer calls tf.global_variables
         return HorovodTrainer()
     if args.trainer.startswith("distributed"):
         from utils.training.distributed import make_distributed_trainer

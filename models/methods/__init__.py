@@ -1,0 +1,1 @@
+"""The WSOL methods, one module each; the table that names them is ``registry.py``."""

@@ -1,0 +1,115 @@
+"""The registry of WSOL methods: one module per method under ``models/methods/``, named in ``REGISTRY``.
+
+Adding a method (HaS, ACoL, SPG, CutMix, FSL ...) is one new module ``models/methods/<name>.py``
+that defines ``METHOD = Method(...)`` (``models/methods/base.py``), plus its name in the import
+and in ``REGISTRY`` below.  Nothing else changes: the command line (``--method_name``, the
+method's flags, their refusal for other methods, the presets), ``ModelSpec`` and ``WSOLModel``
+read the record.  A method says only what it adds to the CAM graph (backbone, GAP+FC head,
+softmax cross-entropy); every field is optional:
+
+``name``, ``aliases``, ``description``
+    ``--method_name`` spellings (any case; aliases are the released names, e.g. ``AAE``).
+``flags``
+    ``utils.flag.Flag`` declarations of the method's own flags (kind ``model`` when the value
+    changes the graph at test time, so ``--evaluate`` inherits it; ``training`` when it acts in
+    training only, e.g. ``--cutmix_prob``).  They belong to this method and to every method
+    ``combine``-d from it: typed with another method at a value other than the flag's ``unused``
+    value (default: its default) they are a one-line ConfigError.  A flag that fills a
+    ``ModelSpec`` field names it in ``spec=``; without ``spec`` its value reaches the graph as
+    ``spec.option("<flag name>")`` (``ModelSpec.options``), so a new method needs no new field.
+``positions`` and ``position_op(spec, position, x) -> x``
+    the default ``--gating_position`` per backbone, and the op applied after each chosen
+    position (MAE: ``aware_<position>``; ADL: ``adl_<position>``).  A method with an op owns the
+    ``--gating_position`` flag.  Insertion points are the backbones' (``insertion_points`` in
+    ``models/vgg.py``, ``models/resnet.py``).
+``input_transform(spec, image, label) -> (image, targets)``
+    training-time transform of the batch, before preprocessing: ``image`` the ``[N, H, W, 3]``
+    BGR batch in 0..255 (uint8, or float when transformed), ``label`` ``[N]`` int32; ``targets``
+    a list of ``(labels [N] int32, weights [N] float32)`` whose weights sum to 1 per example.
+    The cross-entropy becomes ``sum_k mean(weights_k * CE(labels_k))``: HaS hides grid cells and
+    returns ``[(label, ones)]``; CutMix pastes a box of a shuffled batch and returns
+    ``[(label, lam), (label[perm], 1 - lam)]``.  Not applied at inference or validation.
+``heads(spec, features, build) -> {head: (feature map, logits, FC weights)}`` and ``head_names(spec)``
+    the method's own heads on the last feature map; ``build(features, spec)`` is the backbone's
+    head builder (``models/ose.py``), which builds the heads ``spec.ose_heads`` names (the 3x3
+    head alone unless the method owns ``--ose_heads``, as OSE does).  The classification logits
+    are the sum of the heads' logits; every head is exported as ``features_<head>``,
+    ``logits_<head>``, ``fc_weights_<head>`` for the CAM.  ACoL: two classifier branches; FSL: a
+    foreground head.
+``extra_losses(spec, heads, label) -> [scalar tensors]``
+    added to the cost (ACoL: the cross-entropy of branch B; SPG: the mask losses of its
+    attention branches); give each a name and add it to the moving summaries.
+``cam_fusion``
+    the CAM rule as a fixed ``--cam_fusion`` choice (``utils/evaluation/cam.py``; ACoL: ``max``,
+    the element-wise max of both branches' CAMs); ``resolve`` sets it and refuses another typed
+    value.  ``None``: the run's ``--cam_fusion`` over the heads.  A new rule (FSL's foreground
+    map) is a new numpy fusion in cam.py (and its TensorFlow twin in export.py), then named here.
+``check(spec)``
+    raise ValueError with one line for a ``ModelSpec`` the method cannot build.
+
+``combine(name, description, parts, aliases)`` makes a method of others (E2Net = MAE + OSE): the
+parts' flags, ops in order, losses and checks; at most one part brings a transform, heads or a
+fusion.
+
+No TensorFlow at import (the command line reads the registry); the method modules import their
+layer modules (``models/mae.py``, ``models/adl.py`` ...) inside the graph hooks.
+"""
+from dataclasses import replace
+
+from models.methods import adl, cam, e2net, mae, ose
+
+REGISTRY = tuple(module.METHOD for module in (cam, adl, mae, ose, e2net))
+METHODS = tuple(m.name for m in REGISTRY)
+
+
+def method(name):
+    """The ``Method`` of a canonical name (``canonical_method`` first for released spellings)."""
+    for m in REGISTRY:
+        if m.name == name:
+            return m
+    raise ValueError(f"method must be one of {METHODS}, got {name!r}")
+
+
+def canonical_method(name):
+    """A method name (project or released vocabulary, any case) in the project's vocabulary."""
+    for m in REGISTRY:
+        if name.lower() in [m.name.lower()] + [a.lower() for a in m.aliases]:
+            return m.name
+    known = ", ".join(METHODS + tuple(a for m in REGISTRY for a in m.aliases))
+    raise ValueError(f"unknown method {name!r}; expected one of {known}")
+
+
+def released_names():
+    """``"AAE = MAE, SAE = OSE, AAE_SAE = E2Net"``: the released aliases, for help texts."""
+    return ", ".join(f"{a} = {m.name}" for m in REGISTRY for a in m.aliases)
+
+
+def owners(flag_name):
+    """Names of the methods a flag belongs to."""
+    return tuple(m.name for m in REGISTRY if flag_name in m.flag_names)
+
+
+def method_flags():
+    """Every method's flags, each once, with ``methods`` = the methods it belongs to."""
+    flags = {}
+    for m in REGISTRY:
+        for f in m.flags:
+            flags.setdefault(f.name, replace(f, methods=owners(f.name)))
+    return tuple(flags.values())
+
+
+def position_methods():
+    """Names of the methods with an op at the insertion positions (they own --gating_position)."""
+    return tuple(m.name for m in REGISTRY if m.position_op is not None)
+
+
+def check_spec(spec):
+    """The method-level checks of a ModelSpec (ValueError, one line)."""
+    m = method(spec.method)
+    if "ose_heads" not in m.flag_names and len(spec.ose_heads) != 1:
+        raise ValueError(f"{spec.method} has a single localization head; use "
+                         f"{' or '.join(owners('ose_heads'))} for {spec.ose_heads}")
+    if m.position_op is not None and not spec.positions:
+        raise ValueError(f"{spec.method} needs at least one insertion position (--gating_position)")
+    if m.check is not None:
+        m.check(spec)
