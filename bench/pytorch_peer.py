@@ -116,7 +116,7 @@ def torch_worker(arch, setting):
         loss = loss + 0.5 * decay * sum((w.float() ** 2).sum() for w in weights)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     serve(step, f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
