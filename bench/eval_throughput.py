@@ -222,7 +222,7 @@ def network_pass(precision_name, quick, windows=None, allow_slow=False):
 
     setting = dict(NETWORK_QUICK if quick else NETWORK_FULL)
     windows = windows or setting["windows"]
-    note = precision.check(precision_name, precision.on_gpu(), allow_slow)
+    note = precision.check(precision_name, precision.running_on_gpu(), allow_slow)
     print(note, flush=True)
     records = []
     for arch, method in setting.get("configs", NETWORK_CONFIGS):

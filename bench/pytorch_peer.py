@@ -23,8 +23,8 @@ session, at fp32 and with the bf16 rewrite (``utils.training.precision``); the p
 tensorpack path runs at that loop's speed at 224 px (project/bare 0.99-1.04 in bench/README.md).
 
 Timing: both workers stay alive; after a warm-up (oneDNN creates its kernels during the first
-steps of each shape and precision: PyTorch's first 4-5 steps here are 10-100x slower) the driver runs windows of ``K`` steps in
-turn -- project fp32, PyTorch fp32, project bf16, PyTorch bf16 -- ``R`` times, so all four see
+steps of each shape and precision: PyTorch's first 4-5 steps here are 10-100x slower) the
+driver runs windows of ``K`` steps in turn -- project fp32, PyTorch fp32, project bf16, PyTorch bf16 -- ``R`` times, so all four see
 the same load from other processes.  Ratios are medians over windows of adjacent windows
 (``project_to_pytorch_fp32`` = project fp32 window i / PyTorch fp32 window i, etc.).  The load
 average is printed and recorded at the start and the end.

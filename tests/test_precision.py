@@ -216,7 +216,8 @@ def test_the_loss_scale_counter_counts_by_hand():
         counter.after_step(*state)
     # (2, 0): overflow; (4, 0): an increase; (1, 0): overflow; (1, 0) again: overflow at the floor
     assert (counter.overflow, counter.underflow, counter.increases) == (3, 1, 1)
-    assert counter.summary() == "fp16 loss scale 1: 3 overflow steps skipped (1 at the scale's floor, underflow), 1 increases"
+    assert counter.summary() == ("fp16 loss scale 1: 3 overflow steps skipped (1 at the scale's floor, underflow), "
+                                 "1 increases")
 
 
 def test_precision_is_recorded_per_run_and_never_inherited(tmp_path):

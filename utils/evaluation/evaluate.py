@@ -88,7 +88,7 @@ def make_predictor(args, checkpoint, extra_outputs=()):
     heads = model.head_names
     outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads] + list(extra_outputs)
     config = PredictConfig(model=model, session_init=CheckpointInit(checkpoint),
-                           session_creator=precision.session_creator(args.precision, precision.on_gpu()),
+                           session_creator=precision.session_creator(args.precision, precision.running_on_gpu()),
                            input_names=["input"], output_names=outputs)
     return OfflinePredictor(config), len(heads)
 
@@ -161,7 +161,7 @@ def evaluate(args):
                     f"utils.evaluation.scorer --cam_dir {args.save_cams} --label_file {cam_writer.labels_file} "
                     f"--cam_threshold {args.cam_threshold}")
     metrics["checkpoint"] = checkpoint
-    metrics["precision"] = precision.record(args.precision, precision.on_gpu())
+    metrics["precision"] = precision.record(args.precision, precision.running_on_gpu())
     metrics["tau_chosen_on"] = inputs.tau_split[0] if held_out else "the evaluation list (best τ searched on it)"
     if held_out:
         metrics["held_out_tau"] = {"label_file": inputs.tau_split[1], "bad_images": held_out["bad_images"],

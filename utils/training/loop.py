@@ -149,7 +149,7 @@ def _train(args):
     config = TrainConfig(
         model=precision.for_training(WSOLModel(model_spec(args)), args.precision),
         data=queue_input,
-        session_creator=precision.session_creator(args.precision, precision.on_gpu()),
+        session_creator=precision.session_creator(args.precision, precision.running_on_gpu()),
         callbacks=callbacks(args, per_tower_batch, resume[1] if resume else None) + [StopInputThread(queue_input)],
         session_init=session_init(args, resume),
         steps_per_epoch=spe,

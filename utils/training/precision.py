@@ -62,15 +62,15 @@ def graph_optimizer_on():
     return not get_default_sess_config().graph_options.rewrite_options.disable_meta_optimizer
 
 
-def on_gpu():
+def running_on_gpu():
     """Whether this process's graphs run on a GPU (TensorFlow sees one after ``--gpu``)."""
     return compat.gpu_available()
 
 
 def check_run(args, gpu=None):
     """``check`` for a resolved run configuration (``args.precision``, ``args.allow_slow_precision``,
-    ``args.trainer``); prints the line describing a reduced precision.  ``gpu``: default ``on_gpu()``."""
-    note = check(args.precision, on_gpu() if gpu is None else gpu, args.allow_slow_precision, args.trainer)
+    ``args.trainer``); prints the line describing a reduced precision.  ``gpu``: default ``running_on_gpu()``."""
+    note = check(args.precision, running_on_gpu() if gpu is None else gpu, args.allow_slow_precision, args.trainer)
     if note:
         logger.info(note)
 
