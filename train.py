@@ -6,7 +6,6 @@ Examples:
   python train.py --dataset_name CUB --arch_name vgg_gap --method_name AAE_SAE --gating_position 3 4 53 --evaluate
 Run ``python train.py --help`` for every flag.
 """
-import os
 import shlex
 import sys
 

@@ -467,13 +467,15 @@ def run_child(job):
 
 def launch_child(job):
     """Run one configuration in a fresh Python process; returns its record."""
-    with tempfile.NamedTemporaryFile("r", suffix=".json", prefix="train_throughput_") as result:
-        command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(job), "--child_result", result.name]
+    with tempfile.TemporaryDirectory(prefix="train_throughput_") as folder:
+        result = os.path.join(folder, "result.json")   # the child writes it whole (temporary name, rename)
+        command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(job), "--child_result", result]
         done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
             raise RuntimeError(f"configuration {job} failed (exit {done.returncode}):\n{tail}")
-        return json.load(result)
+        with open(result) as f:
+            return json.load(f)
 
 
 # --------------------------------------------------------------------------- report

@@ -2,6 +2,9 @@
 from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack.tfutils.argscope import get_arg_scope
 
+# ImageNet statistics in BGR order (images enter as BGR uint8, as released).
+IMAGE_MEAN_BGR = (0.406, 0.456, 0.485)
+IMAGE_STD_BGR = (0.225, 0.224, 0.229)
 
 
 def data_format():
@@ -39,3 +42,23 @@ def spatial_max(x):
 
 def spatial_sum(x):
     return tf.reduce_sum(x, axis=spatial_axes(), keepdims=True)
+
+
+def class_maps(features, weights, classes):
+    """``[N, h, w]``: the CAM of class ``classes[n]`` of each image, ``features [N, h, w, C]``
+    (NHWC) times ``weights[:, classes[n]]`` (``weights [C, K]``); no bias, no ReLU."""
+    class_weights = tf.transpose(tf.gather(weights, classes, axis=1))          # [N, C]
+    return tf.einsum("bhwc,bc->bhw", features, class_weights)
+
+
+def minmax_normalise(maps):
+    """Each ``[h, w]`` map of ``maps [N, h, w]`` scaled to [0, 1]; a flat map becomes all 0."""
+    low = tf.reduce_min(maps, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(maps, axis=[1, 2], keepdims=True)
+    return tf.math.divide_no_nan(maps - low, high - low)
+
+
+def expand_to_channels(maps):
+    """``[N, h, w]`` -> ``[N, h, w, 1]`` or ``[N, 1, h, w]`` (the graph's layout), to broadcast
+    over a feature map's channels."""
+    return tf.expand_dims(maps, channel_axis())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Tuple
 
 from models.methods.ose import HEADS
-from models.methods.registry import check_spec
+from models.methods.registry import check_spec, method
 
 ARCHS = ("vgg_gap", "resnet")
 ARCH_ALIASES = {"resnet50_se": "resnet"}      # released name -> project vocabulary
@@ -45,10 +45,14 @@ class ModelSpec:
         return max(1, int(round(full_width * self.width_multiplier)))
 
     def option(self, name):
-        """The value of a method flag carried in ``options``."""
+        """The value of a method flag carried in ``options``; a spec built without it (in code, not
+        from the command line) has the flag's declared default."""
         for key, value in self.options:
             if key == name:
                 return value
+        for declared in method(self.method).flags:
+            if declared.name == name:
+                return tuple(declared.default) if isinstance(declared.default, list) else declared.default
         raise KeyError(f"{self.method} has no option {name!r}")
 
     def validate(self):

@@ -5,28 +5,24 @@ transform, op, heads, losses) comes from its record in ``models/methods/registry
 file has no per-method branch.
 
 Exported tensors (names usable by ``OfflinePredictor``):
-``logits`` (sum of the heads), ``logits_<head>``, ``features_<head>`` (NHWC),
+``logits`` (sum of the heads, or the method's ``logits``), ``logits_<head>``, ``features_<head>`` (NHWC),
 ``fc_weights_<head>`` ([C, K]), ``top5`` (indices, best first), ``wrong-top1``,
 ``wrong-top5``; the heads are listed by ``WSOLModel.head_names``.
 """
 from utils.compat import tf  # first: TensorFlow set-up
-from tensorpack import BatchNorm, Conv2D, GlobalAvgPooling, MaxPooling, ModelDesc
+from tensorpack import AvgPooling, BatchNorm, Conv2D, GlobalAvgPooling, MaxPooling, ModelDesc
 from tensorpack.models import regularize_cost
 from tensorpack.tfutils import gradproc, optimizer
 from tensorpack.tfutils.argscope import argscope
 from tensorpack.tfutils.summary import add_moving_summary
-
 from tensorpack.tfutils.tower import get_current_tower_context
 
 from models import resnet, vgg
-from models.layers import to_nhwc
+from models.layers import IMAGE_MEAN_BGR, IMAGE_STD_BGR, to_nhwc
+from models.methods.base import Forward
 from models.methods.registry import method
 from models.ose import resnet_heads, vgg_heads
 from models.spec import PRETRAINED_REGEXES
-
-# ImageNet statistics in BGR order (images enter as BGR uint8, as released).
-IMAGE_MEAN_BGR = (0.406, 0.456, 0.485)
-IMAGE_STD_BGR = (0.225, 0.224, 0.229)
 
 BACKBONES = {
     "vgg_gap": (vgg.vgg16_gap, vgg.insertion_points, vgg_heads),
@@ -61,6 +57,7 @@ class WSOLModel(ModelDesc):
         unknown = [p for p in spec.positions if p not in points()]
         if unknown:
             raise ValueError(f"{spec.arch} has no insertion position {unknown}; valid: {' '.join(points())}")
+        self._taps = {}
 
     @property
     def head_names(self):
@@ -72,23 +69,33 @@ class WSOLModel(ModelDesc):
         size = self.spec.image_size
         return [tf.TensorSpec([None, size, size, 3], tf.uint8, "input"),
                 tf.TensorSpec([None], tf.int32, "label"),
-                tf.TensorSpec([None, 2, 2], tf.float32, "bbox")]
+                tf.TensorSpec([None, 2, 2], tf.float32, "bbox")] + self.extra_inputs()
+
+    def extra_inputs(self):
+        """Inputs beyond image, label and bbox: a fully supervised method's object ``mask``."""
+        size = self.spec.image_size
+        return [tf.TensorSpec([None, size, size], tf.float32, "mask")] if self.method.fully_supervised else []
 
     def _at_position(self, position, x):
+        if position in (self.method.taps or {}).get(self.spec.arch, ()):
+            self._taps[position] = x
         if position not in self.spec.positions or self.method.position_op is None:
             return x
         return self.method.position_op(self.spec, position, x)
 
-    def build_heads(self, image):
-        """Forward pass from uint8 images to {head: (features, logits, fc_weights)}."""
+    def build_heads(self, image, forward=None):
+        """Forward pass from uint8 images to {head: (features, logits, fc_weights)}; ``forward``
+        (``models.methods.base.Forward``) carries the label, extra inputs and taps in training."""
+        forward = Forward() if forward is None else forward
         x = preprocess(image)
         fmt = self.spec.data_format
         if fmt == "NCHW":
             x = tf.transpose(x, [0, 3, 1, 2])
-        with argscope([Conv2D, MaxPooling, GlobalAvgPooling, BatchNorm], data_format=fmt):
+        with argscope([Conv2D, MaxPooling, AvgPooling, GlobalAvgPooling, BatchNorm], data_format=fmt):
+            self._taps = forward.taps
             features = self._backbone(x, self.spec, self._at_position)
             if self.method.heads is not None:
-                heads = self.method.heads(self.spec, features, self._heads)
+                heads = self.method.heads(self.spec, features, self._heads, forward)
             else:
                 heads = self._heads(features, self.spec)
             for name, (head_features, head_logits, weights) in heads.items():
@@ -97,24 +104,33 @@ class WSOLModel(ModelDesc):
                 tf.identity(weights, name=f"fc_weights_{name}")
         return heads
 
-    def build_graph(self, image, label, bbox):
+    def classification_logits(self, heads):
+        """The method's ``logits`` of the heads, else the sum of the heads' logits."""
+        if self.method.logits is not None:
+            return self.method.logits(self.spec, heads)
+        return tf.add_n([head_logits for _, head_logits, _ in heads.values()])
+
+    def build_graph(self, image, label, bbox, *extra):
         targets = None
-        if self.method.input_transform is not None and get_current_tower_context().is_training:
+        training = get_current_tower_context().is_training
+        if self.method.input_transform is not None and training:
             image, targets = self.method.input_transform(self.spec, image, label)
-        heads = self.build_heads(image)
-        logits = tf.add_n([head_logits for _, head_logits, _ in heads.values()], name="logits")
+        forward = Forward(label=label if training else None,
+                          inputs={spec.name: tensor for spec, tensor in zip(self.extra_inputs(), extra)})
+        heads = self.build_heads(image, forward)
+        logits = tf.identity(self.classification_logits(heads), name="logits")
         tf.identity(tf.nn.top_k(logits, k=min(5, self.spec.num_classes)).indices, name="top5")
         wrong1 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 1)), tf.float32, name="wrong-top1")
         wrong5 = tf.cast(tf.logical_not(tf.nn.in_top_k(logits, label, 5)), tf.float32, name="wrong-top5")
 
-        xentropy = cross_entropy(logits, label, targets)
+        if self.method.loss is not None:
+            xentropy = tf.identity(self.method.loss(self.spec, heads, logits, label, forward), name="xentropy")
+        else:
+            xentropy = cross_entropy(logits, label, targets)
         weight_decay = self.spec.weight_decay
         wd_cost = regularize_cost(".*/W", lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")
         extra = self.method.extra_losses(self.spec, heads, label) if self.method.extra_losses else []
-        if extra:
-            cost = tf.add_n([xentropy, wd_cost] + extra, name="cost")
-        else:
-            cost = tf.add(xentropy, wd_cost, name="cost")
+        cost = tf.add_n([xentropy, wd_cost] + extra, name="cost")
         add_moving_summary(xentropy, wd_cost, cost,
                            tf.reduce_mean(wrong1, name="train-error-top1"),
                            tf.reduce_mean(wrong5, name="train-error-top5"))

@@ -35,7 +35,7 @@ def test_reduced_demo_writes_table_and_files(tmp_path):
         metrics = summary["results"][method]
         assert metrics["num_images"] == 16
         assert 0 <= metrics["gt_known_loc"] <= 100 and 0 <= metrics["maxboxacc_v2"] <= 100
-        assert os.path.isfile(out / method / "result" / "latest" / "metrics.json")
+        assert os.path.isfile(os.path.join(summary["runs"], method, "result", "latest", "metrics.json"))
     for name, row in summary["table"].items():
         assert row["maxboxacc_v2"] == pytest.approx((row["iou30"] + row["iou50"] + row["iou70"]) / 3), name
         assert 0 <= row["gt_known_best"] <= 100 and row["iou30"] >= row["iou50"] >= row["iou70"]
@@ -49,8 +49,22 @@ def test_reduced_demo_writes_table_and_files(tmp_path):
     assert "wall time" in result.stdout
     assert (out / "results.md").read_text().count("|") > 20
     assert summary["config"]["arch"] == arch
-    with open(out / "E2Net" / "config.json") as f:
+    with open(os.path.join(summary["runs"], "E2Net", "config.json")) as f:
         assert json.load(f)["arch_name"] == arch
+
+
+def test_every_setting_that_changes_data_or_training_keys_the_runs_folder():
+    from utils.demo import NOT_IN_RUN_KEY, apply_recipe, build_parser, runs_dir
+    base = ["--out", "/o"]
+    default = runs_dir(apply_recipe(build_parser().parse_args(base)))
+    assert default.startswith("/o/resnet-3ep-seed0-")
+    others = {runs_dir(apply_recipe(build_parser().parse_args(base + extra)))
+              for extra in (["--epochs", "1"], ["--seed", "1"], ["--arch", "vgg_gap"], ["--variant", "control"],
+                            ["--base_lr", "0.5"], ["--num_train", "100"], ["--steps_per_epoch", "7"], ["--size", "64"])}
+    assert len(others) == 8 and default not in others
+    same = {runs_dir(apply_recipe(build_parser().parse_args(base + extra)))
+            for extra in (["--workers", "1"], ["--examples", "2"], ["--methods", "CAM"], ["--data_dir", "/d"])}
+    assert same == {default} and set(NOT_IN_RUN_KEY) == {"workers", "data_dir", "out", "examples", "methods"}
 
 
 def test_recipe_fills_only_unset_options():

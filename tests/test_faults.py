@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, new_session
 from test_training import train_command
 
-pytestmark = pytest.mark.duration(55)  # seconds, for the scheduler (conftest.py)
+pytestmark = pytest.mark.duration(110)  # seconds, for the scheduler (conftest.py)
 
 TINY = dict(num_classes=4, num_train=64, num_val=16, size=64, seed=5)
 EPOCHS, STEPS = 3, 2   # checkpoints model-2, model-4, model-6
@@ -259,7 +259,8 @@ def evaluate_in_process(data_dir, run, capfd, *extra):
     """``train.py --evaluate`` in this process (no second TensorFlow start-up): (code, out, err)."""
     import train
     code = train.main(train_command(data_dir, run, "--evaluate", "--number_of_val", "8",
-                                    "--number_of_examples", "1", *extra, arch="vgg_gap")[2:])
+                                    "--number_of_examples", "1", *extra, epochs=EPOCHS, steps=STEPS,
+                                    arch="vgg_gap")[2:])
     out, err = capfd.readouterr()
     return code, out, err
 
@@ -420,7 +421,7 @@ def test_a_failed_write_is_one_line_naming_the_path_and_leaves_nothing_partial(w
     else:
         (folder / "blocker").write_text("a regular file")
         target = folder / "blocker" / "target"
-        words = "a file of that name is in the way"
+        words = "is in the way"
     with pytest.raises(OutputError) as error:
         _writers()[writer](str(target))
     message = str(error.value)
@@ -479,3 +480,78 @@ def test_a_full_disk_during_evaluate_is_one_line_and_leaves_no_result(data_dir, 
     assert line.startswith("train.py: error: cannot write ") and "No space left on device" in line
     assert str(run / "result" / "001-min-val-error-top1") in line
     assert os.listdir(run / "result") == []              # no partial folder, no temporary one
+
+
+# ----------------------------------------------------------------------------- the record of a run
+
+def record_bytes(run):
+    """config.json and every metrics.json of a run folder, as bytes."""
+    files = [run / "config.json"] + sorted(run.glob("result/*/metrics.json"))
+    return {str(p.relative_to(run)): p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize("flag, value", [("--base_lr", "0.5"), ("--seed", "7"), ("--epoch", "2"),
+                                         ("--steps_per_epoch", "5"), ("--batch", "8")])
+def test_a_rerun_with_another_training_flag_is_one_line_and_rewrites_nothing(data_dir, trained_run, tmp_path, capfd,
+                                                                              flag, value):
+    import train
+    run = copy_run(trained_run, tmp_path / "run")
+    shutil.copytree(trained_run / "result", run / "result", symlinks=True)
+    before = record_bytes(run)
+    assert len(before) >= 2    # config.json and the evaluation that ended the training
+    cmd = train_command(data_dir, run, epochs=EPOCHS, steps=STEPS, arch="vgg_gap")[2:]
+    if flag in cmd:
+        cmd[cmd.index(flag) + 1] = value
+    else:
+        cmd += [flag, value]
+    assert train.main(cmd) == 2
+    out, err = capfd.readouterr()
+    line = err.strip().splitlines()[-1]
+    assert "Traceback" not in out + err and f"{flag.lstrip('-').replace('batch', 'batch_size')} = " in line
+    assert "contradicts the run's" in line and "a run's training flags are fixed at its first step" in line
+    assert record_bytes(run) == before
+
+
+def test_a_bare_rerun_of_a_finished_run_keeps_its_recipe_and_a_larger_epoch_extends_it(data_dir, trained_run,
+                                                                                      tmp_path, capfd):
+    import json
+    run = copy_run(trained_run, tmp_path / "run")
+    before = (run / "config.json").read_bytes()
+    bare = [sys.executable, "train.py", "--log_dir", str(run), "--data_dir", str(data_dir), "--workers", "0",
+            "--number_of_val", "4"]
+    result = run_train(bare)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already holds a finished run (3 epochs); nothing to train" in result.stdout + result.stderr
+    assert (run / "config.json").read_bytes() == before           # not a release-length run, nothing rewritten
+    result = run_train(bare + ["--epoch", "4"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Start Epoch 4 " in result.stdout + result.stderr and "Start Epoch 3 " not in result.stdout + result.stderr
+    record = json.loads((run / "config.json").read_text())
+    assert (record["epoch"], record["steps_per_epoch"], record["seed"]) == (4, STEPS, 1)
+    # the milestones the 3 epochs were trained with (scaled to 3 epochs: 1, 2), not rescaled to 4
+    assert record["lr_decay_epochs"] == [1, 2]
+
+
+def test_evaluate_records_the_run_s_own_training_settings(data_dir, trained_run, tmp_path, capfd):
+    import json
+    import train
+    run = copy_run(trained_run, tmp_path / "run")
+    assert train.main(["--log_dir", str(run), "--evaluate", "--data_dir", str(data_dir), "--workers", "0",
+                       "--number_of_val", "4"]) == 0
+    capfd.readouterr()
+    config = json.loads((run / "result" / "latest" / "metrics.json").read_text())["config"]
+    trained = json.loads((run / "config.json").read_text())
+    for key in ("epoch", "seed", "steps_per_epoch", "batch_size", "base_lr", "lr_decay_epochs", "arch_name"):
+        assert config[key] == trained[key], key
+    assert (config["epoch"], config["seed"], config["steps_per_epoch"]) == (EPOCHS, 1, STEPS)
+
+
+def test_a_run_that_fails_before_its_first_step_records_nothing(data_dir, tmp_path):
+    run = tmp_path / "run"
+    bad_npz = tmp_path / "other.npz"
+    np.savez(bad_npz, **{"fc6/W": np.zeros((2, 2), np.float32)})   # refused when the graph is initialised
+    result = run_train(train_command(data_dir, run, "--pretrained", str(bad_npz), epochs=1, steps=1, arch="vgg_gap"))
+    assert result.returncode == 2 and "none of its keys names a variable of this graph" in result.stderr
+    assert not (run / "config.json").exists()
+    result = run_train(train_command(data_dir, run, "--number_of_val", "4", epochs=1, steps=1, arch="resnet"))
+    assert result.returncode == 0, result.stderr[-3000:]                 # nothing pinned the first model

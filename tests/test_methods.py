@@ -20,11 +20,12 @@ NEW_RUN = ["--dataset_name", "SYNTH", "--number_of_class", "4", "--arch_name", "
 
 
 def test_the_released_methods_and_their_names():
-    assert registry.METHODS == ("CAM", "ADL", "MAE", "OSE", "E2Net")
+    assert registry.METHODS == ("CAM", "ADL", "MAE", "OSE", "E2Net", "HaS", "ACoL", "SPG", "CutMix", "FSL")
     for spelling, name in [("AAE", "MAE"), ("sae", "OSE"), ("AAE_SAE", "E2Net"), ("e2net", "E2Net"), ("cam", "CAM")]:
         assert registry.canonical_method(spelling) == name
-    with pytest.raises(ValueError, match="unknown method 'HaS'; expected one of CAM, ADL, MAE, OSE, E2Net, AAE"):
-        registry.canonical_method("HaS")
+    with pytest.raises(ValueError, match="unknown method 'DANet'; expected one of CAM, ADL, MAE, OSE, E2Net, HaS, "
+                                         "ACoL, SPG, CutMix, FSL, AAE"):
+        registry.canonical_method("DANet")
 
 
 def test_e2net_is_mae_plus_ose():
@@ -35,8 +36,8 @@ def test_e2net_is_mae_plus_ose():
 
 
 def test_combining_parts_that_both_bring_heads_is_refused():
-    one = Method("A", "a", heads=lambda spec, features, build: {})
-    other = Method("B", "b", heads=lambda spec, features, build: {})
+    one = Method("A", "a", heads=lambda spec, features, build, forward: {})
+    other = Method("B", "b", heads=lambda spec, features, build, forward: {})
     with pytest.raises(ValueError, match="disagree on heads"):
         base.combine("AB", "a + b", (one, other))
 
@@ -47,7 +48,7 @@ def test_method_checks_of_a_spec():
     with pytest.raises(ValueError, match="mae_mask must be one of"):
         ModelSpec(method="MAE", positions=("3",), mae_mask="min").validate()
     with pytest.raises(ValueError, match="method must be one of"):
-        ModelSpec(method="HaS").validate()
+        ModelSpec(method="DANet").validate()
 
 
 def _blank_images(spec, image, label):

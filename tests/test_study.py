@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from utils.study import (METHODS, RECIPES, StudyError, aggregate, build_parser, compare, comparisons,
+from utils.study import (BASELINES, METHODS, RECIPES, StudyError, aggregate, build_parser, compare, comparisons,
                          main, resolve, run_options, run_values, study_tables)
 from utils.training.launch import RunError, check_same_experiment, finished_metrics, train_command
 
@@ -79,21 +79,22 @@ def test_options_tiny_preset_flags_override_and_run_identity():
     assert (args.methods, args.seeds, args.size, args.width, args.epochs) == (["CAM", "ADL"], [5], 32, 0.125, 1)
     assert args.arch == "resnet" and args.base_lr == RECIPES["resnet"]["base_lr"] and os.path.isabs(args.out)
     full = resolve(build_parser().parse_args([]))
-    assert full.methods == list(METHODS) and full.seeds == [0, 1, 2]
+    assert full.methods == [m for m in METHODS if m not in BASELINES] and full.seeds == [0, 1, 2]
+    assert "FSL" in METHODS and "FSL" not in full.methods
     assert (full.epochs, full.lr_decay_epochs) == (RECIPES["resnet"]["epochs"], RECIPES["resnet"]["lr_decay_epochs"])
     assert full.steps_per_epoch == 2000 // 32 and (full.size, full.width) == (96, 0.25)
     options = run_options(full, "OSE-5", 1, "/d")
     assert options["method_name"] == "OSE" and options["use_bn"] == 1 and len(options["ose_heads"]) == 5
     assert run_options(full, "MAE-max", 0, "/d")["mae_mask"] == "max"
     assert "use_bn" not in run_options(full, "CAM", 0, "/d")
+    baselines = resolve(build_parser().parse_args(["--methods", "CAM", *BASELINES]))
+    assert [run_options(baselines, m, 0, "/d")["method_name"] for m in BASELINES] == list(BASELINES)
     with pytest.raises(StudyError, match="unknown method 'SAE'"):
         resolve(build_parser().parse_args(["--methods", "CAM", "SAE"]))
 
 
 def test_unknown_variant_is_one_line_before_any_work(tmp_path, capsys):
-    from utils.errors import exit_on_user_error
-    code = exit_on_user_error("utils.study", main, ["--methods", "CAM-control", "--control_variant", "no_such_variant",
-                                                   "--out", str(tmp_path / "s")])
+    code = main(["--methods", "CAM-control", "--control_variant", "no_such_variant", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "does not know the variant 'no_such_variant'" in err and "Traceback" not in err
@@ -180,3 +181,35 @@ def test_known_variant_passes_the_check(monkeypatch):
     assert study.check_variant("control") == "control"
     with pytest.raises(StudyError, match=r"known: calibrated, control"):
         study.check_variant("middle")
+
+
+def test_paper_table_and_the_study_never_take_a_partial_evaluation_as_the_run_s_result(tmp_path, capsys):
+    """A complete evaluation, then a newer one of 5 images (--number_of_val 5): both tools keep
+    the complete one; a run with only a partial evaluation is marked as such in the table."""
+    import time
+    from utils.evaluation import paper_table
+    options = {"method_name": "CAM", "epoch": 3}
+    config = {"method_name": "CAM", "epoch": 3, "method": "CAM", "dataset": "SYNTH", "arch": "vgg_gap",
+              "number_of_val": None, "cam_fusion": "released"}
+    full = tmp_path / "run" / "result" / "001-min-val-error-top1" / "metrics.json"
+    write_metrics(str(full), config, 74.0)
+    time.sleep(0.01)
+    write_metrics(str(tmp_path / "run" / "result" / "002-min-val-error-top1" / "metrics.json"),
+                  dict(config, number_of_val=5), 80.0)
+    time.sleep(0.01)
+    write_metrics(str(tmp_path / "run" / "result" / "003-min-val-error-top1" / "metrics.json"),
+                  dict(config, cam_fusion="max"), 60.0)                  # complete, at another fusion rule
+    assert finished_metrics(tmp_path / "run", options) == (str(full), {"top1_cls": 74.0})
+    assert finished_metrics(tmp_path / "run", dict(options, cam_fusion="max"))[1] == {"top1_cls": 60.0}
+    assert finished_metrics(tmp_path / "run", dict(options, number_of_val=5))[1] == {"top1_cls": 80.0}
+    assert paper_table.main([str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    row = [line for line in printed.splitlines() if "this project" in line and line.startswith("|")][0]
+    assert "74.00" in row and "80.00" not in row and "60.00" not in row and "partial" not in row
+    assert f"{full} (" in printed                                          # names the evaluation it took
+    write_metrics(str(tmp_path / "only" / "result" / "001-model-6" / "metrics.json"), dict(config, number_of_val=5),
+                  80.0)
+    assert finished_metrics(tmp_path / "only", options) is None            # the study evaluates again
+    assert paper_table.main([str(tmp_path / "only")]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if "this project" in line][0]
+    assert "80.00" in row and "partial evaluation: the first 5 images (--number_of_val 5)" in row

@@ -53,12 +53,22 @@ def make_folder(path):
     """``os.makedirs(path, exist_ok=True)``, a failure as an ``OutputError`` naming ``path``."""
     try:
         os.makedirs(path, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"cannot create the folder {path}: a file of that name is in the way") from None
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"cannot create the folder {path}: {_file_in_the_way(path)}") from None
     except OSError as error:
         raise OutputError(f"cannot create the folder {path}: {_reason(error)}") from None
     if not os.path.isdir(path):
-        raise OutputError(f"cannot create the folder {path}: a file of that name is in the way")
+        raise OutputError(f"cannot create the folder {path}: {_file_in_the_way(path)}")
+
+
+def _file_in_the_way(path):
+    """``"a file of that name is in the way"``, or ``"the file <ancestor> is in the way"``."""
+    blocker = os.path.abspath(path)
+    while not os.path.lexists(blocker) and os.path.dirname(blocker) != blocker:
+        blocker = os.path.dirname(blocker)
+    if blocker == os.path.abspath(path):
+        return "a file of that name is in the way"
+    return f"the file {blocker} is in the way"
 
 
 def _remove(path):

@@ -64,6 +64,7 @@ def resolve(args, class_list_size=None, gpu_present=False, explicit=None):
             inherit_run_config(args, explicit, config_file)
     check_methods(args, explicit)
     apply_presets(args, class_list_size=class_list_size, gpu_present=gpu_present)
+    args.steps_per_epoch = steps_per_epoch(args)   # recorded as used, never None
     if args.use_pretrained_model and not args.pretrained and args.width_multiplier != 1.0:
         raise ConfigError(f"--use_pretrained_model loads the model-zoo weights, which fit --width_multiplier 1.0 "
                           f"only (got {args.width_multiplier}); drop one of them")
@@ -156,15 +157,19 @@ def run_config_file(args):
 
 
 def inherit_run_config(args, explicit, path):
-    """Take the ``model`` flags (and, unless given, the ``run`` flags) from a run's config.json.
-
-    A model flag typed on the command line that contradicts the run is a ConfigError naming both values."""
+    """Take the ``model`` and ``training`` flags (and, unless given, the ``run`` flags) from a run's
+    config.json (``utils.flags.inherit``): a contradicting model or training flag is a ConfigError
+    naming both values.  A run extended by a larger ``--epoch`` keeps the learning-rate milestones
+    it was trained with (by default they scale with the epoch count), then goes on at its last rate."""
     try:
         with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot read the run's configuration ({e})") from None
     inherit(args, record, explicit, path)
+    recorded = record.get("epoch")
+    if isinstance(recorded, int) and args.epoch is not None and args.epoch > recorded and not args.lr_decay_epochs:
+        args.lr_decay_epochs = [epoch for epoch, _ in lr_schedule(args.base_lr, recorded)]
 
 
 def config_dict(args):

@@ -5,9 +5,13 @@ parameters; the calibrated variant by default), trains CAM and E2Net with ``trai
 subprocesses, evaluates both, adds reference rows that need no network (trivial boxes and
 the head-only oracle: the tight box of the discriminative part's mask), prints one
 comparison table and writes ``<out>/results.json``, ``<out>/results.md`` and
-``<out>/comparison.png``.
+``<out>/comparison.png`` (of this invocation).  The runs and their logs live in
+``<out>/<arch>-<epochs>ep-seed<seed>-<hash>/<method>/`` (``runs_dir``): one folder per set
+of settings that change the data or the training, so a rerun with other settings trains anew
+and never reuses, overwrites or relabels another setting's run.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -29,7 +33,8 @@ from utils.evaluation.visualization import comparison_grid, comparison_row
 from utils.recipes import RECIPES, backbone_options, recipe_defaults
 from utils.training.launch import REPO, run_logged, train_command
 
-METHODS = ("CAM", "E2Net")
+METHODS = ("CAM", "E2Net")                                 # the default rows
+CHOICES = METHODS + ("HaS", "ACoL", "SPG", "CutMix", "FSL")    # any may be asked for with --methods
 IOU_LEVELS = (30, 50, 70)
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc (τ 0.2)"),
            ("gt_known_best", "GT-known Loc (best τ)"), ("maxboxacc_v2", "MaxBoxAccV2"),
@@ -71,8 +76,9 @@ def build_parser():
     p.add_argument("--data_dir", default=os.path.join(REPO, "dataset"), help="SYNTH is generated here")
     p.add_argument("--out", default=os.path.join(REPO, "train_log", "demo"), help="results folder")
     p.add_argument("--examples", type=int, default=6, help="rows of the picture grid")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                   help="methods to train (e.g. CAM alone to calibrate SYNTH)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=CHOICES,
+                   help="methods to train (e.g. CAM alone to calibrate SYNTH, or wsolevaluation's baselines "
+                        "HaS ACoL SPG CutMix and the fully supervised FSL beside E2Net)")
     return p
 
 
@@ -95,16 +101,29 @@ def train_options(args, method):
                 **backbone_options(args.arch, method))
 
 
+# Options that change neither the data nor the training (every other option keys the runs' folder).
+NOT_IN_RUN_KEY = ("workers", "data_dir", "out", "examples", "methods")
+
+
+def runs_dir(args):
+    """``<out>/<arch>-<epochs>ep-seed<seed>-<hash>``: the folder of the runs (and logs) of one
+    set of demo settings, the hash over every option that changes the data or the training
+    (all but ``NOT_IN_RUN_KEY``), so that a demo never reuses a run made under other settings
+    and demos with other settings never share a folder."""
+    settings = {key: value for key, value in sorted(vars(args).items()) if key not in NOT_IN_RUN_KEY}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return os.path.join(args.out, f"{args.arch}-{args.epochs}ep-seed{args.seed}-{digest}")
+
+
 def run_train(args, method, timing):
     """Train (or resume) and evaluate one method with train.py; returns its metrics and
     records the seconds of each stage in ``timing``."""
-    log_dir = os.path.join(args.out, method)
+    log_dir = os.path.join(runs_dir(args), method)
     # train.py trains, then evaluates min-val-error-top1 (as released): one process, one start-up
     print(f"[demo] {method}: training, then evaluating ({log_dir})", flush=True)
     start = time.time()
     try:
-        run_logged(train_command(log_dir, train_options(args, method)), os.path.join(args.out, f"{method}.log"),
-                   f"[demo] {method}")
+        run_logged(train_command(log_dir, train_options(args, method)), log_dir + ".log", f"[demo] {method}")
     finally:
         timing[f"{method} train + evaluate"] = round(time.time() - start, 1)
     with open(os.path.join(latest_result_dir(log_dir), "metrics.json")) as f:
@@ -172,7 +191,8 @@ def comparison_table(rows):
 def write_comparison_grid(args, path):
     """The picture grid (``utils.evaluation.visualization.comparison_grid``) of the first
     examples: image with GT box and class name, then each method's heat map, box and IoU."""
-    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(args.out, m)), "examples", "cams.npz"), allow_pickle=False)
+    arrays = {m: np.load(os.path.join(latest_result_dir(os.path.join(runs_dir(args), m)), "examples", "cams.npz"),
+                         allow_pickle=False)
               for m in args.methods}
     label_file, _ = dataset_paths("SYNTH", args.data_dir, split="val")
     labels = {os.path.splitext(os.path.basename(e.path))[0]: e.label for e in read_label_list(label_file)}
@@ -196,6 +216,11 @@ class DemoError(UserError, RuntimeError):
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``run_demo.sh: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("run_demo.sh", _main, argv)
+
+
+def _main(argv=None):
     args = apply_recipe(build_parser().parse_args(argv))
     start = time.time()
     synth_dir = os.path.join(args.data_dir, "SYNTH")
@@ -216,19 +241,20 @@ def main(argv=None):
     write_comparison_grid(args, grid)
     elapsed = time.time() - start
     timing["total"] = round(elapsed, 1)
-    summary = {"config": vars(args), "results": results, "table": rows, "timing_seconds": timing,
-               "wall_time_seconds": elapsed}
+    summary = {"config": vars(args), "runs": runs_dir(args), "results": results, "table": rows,
+               "timing_seconds": timing, "wall_time_seconds": elapsed}
     write_json(os.path.join(args.out, "results.json"), summary, indent=2, default=str)
     write_text(os.path.join(args.out, "results.md"),
                f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch}, {args.size}px, "
                f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
+               f"Runs and logs: `{runs_dir(args)}`\n\n"
                f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")
     print(f"\n{table}\n")
     print(f"[demo] seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}")
-    print(f"[demo] results: {args.out}/results.md, results.json, comparison.png")
+    print(f"[demo] results: {args.out}/results.md, results.json, comparison.png (runs and logs: {runs_dir(args)})")
     print(f"[demo] wall time {elapsed / 60:.1f} min")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("run_demo.sh", main))
+    sys.exit(main())

@@ -17,7 +17,9 @@ Kinds:
   ``model``       decides the graph; ``--evaluate`` and resume take it from the run's config.json,
                   and a typed value that contradicts it is a one-line ConfigError;
   ``run``         where the data is and how heads are fused: taken from config.json unless typed;
-  ``training``    the training recipe (the same for every step of a run);
+  ``training``    the training recipe, fixed at a run's first step: resume and ``--evaluate`` take it
+                  from config.json, and a typed value that contradicts it is a one-line ConfigError
+                  (except a larger ``--epoch`` when training, which extends the run);
   ``start``       how this process starts (checkpoint to load, first epoch);
   ``evaluation``  what the evaluation computes and writes;
   ``placement``   where and on what the process runs (devices, trainer, cluster, layout, folder).
@@ -251,7 +253,8 @@ def flags_of_kind(kind):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Train or evaluate E2Net (MAE + OSE) and the CAM / ADL baselines with tensorpack. "
+        description="Train or evaluate E2Net (MAE + OSE) and its baselines (CAM, ADL, HaS, ACoL, SPG, CutMix, FSL) "
+                    "with tensorpack. "
                     "The released E2Net flags keep their meaning; names in brackets are released aliases.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     groups = {kind: p.add_argument_group(HELP_GROUPS[kind]) for kind in KINDS}
@@ -260,13 +263,24 @@ def build_parser():
     return p
 
 
+def out_of_range(name, value):
+    """``"--<name> must be <range>, got <value>"`` when ``value`` is outside the declared range of
+    flag ``name`` (NaN included), else None: the one wording of a range error, also used by the
+    entry points that declare a flag of the same meaning (the scorer's and predict's
+    ``--cam_threshold``)."""
+    f = flag(name)
+    if f.range is not None and value is not None and value not in f.range:
+        return f"--{f.name} must be {f.range.words}, got {value}"
+    return None
+
+
 def check_ranges(args):
     """One ConfigError line for the first numeric flag outside its range (NaN included);
     None values are left to the presets."""
     for f in FLAGS:
-        value = getattr(args, f.name, None)
-        if f.range is not None and value is not None and value not in f.range:
-            raise ConfigError(f"--{f.name} must be {f.range.words}, got {value}")
+        problem = out_of_range(f.name, getattr(args, f.name, None))
+        if problem:
+            raise ConfigError(problem)
 
 
 def canonicalize(args):
@@ -293,11 +307,28 @@ def shown(value):
     return " ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
+EXTENDS_A_RUN = "epoch"   # the one training flag a rerun may raise: more epochs extend a run
+
+
 def inherit(args, record, explicit, path):
-    """Take the ``model`` flags (and, unless typed, the ``run`` flags) from a run's config.json
-    ``record`` (read from ``path``); a typed model flag that contradicts it is a ConfigError."""
+    """Take the ``model`` and ``training`` flags (and, unless typed, the ``run`` flags) from a run's
+    config.json ``record`` (read from ``path``).  A typed model flag that contradicts it is a
+    ConfigError; so is a typed training flag (a run's recipe is fixed at its first step), except a
+    larger ``--epoch`` when training (not ``--evaluate``), which extends the run."""
     for f in FLAGS:
-        if f.kind == "model":
+        if f.kind == "training" and f.name in record:
+            stored = f.normalize(record[f.name])
+            typed = f.normalize(getattr(args, f.name))
+            extends = (f.name == EXTENDS_A_RUN and not args.evaluate and stored is not None and typed is not None
+                       and typed > stored)
+            if f.name in explicit and typed != stored and not extends:
+                more = "" if args.evaluate else f" (a larger --{EXTENDS_A_RUN} than {record.get(EXTENDS_A_RUN)} extends it)"
+                raise ConfigError(f"--{f.name} {shown(typed)} contradicts the run's {path} ({f.name} = "
+                                  f"{shown(stored)}): a run's training flags are fixed at its first step; drop the "
+                                  f"flag, or use another --log_dir{more}")
+            if not extends:
+                setattr(args, f.name, stored)
+        elif f.kind == "model":
             if f.name not in record:
                 raise ConfigError(f"{path}: has no {f.name!r}; not a config.json written by train.py")
             stored = f.normalize(record[f.name])

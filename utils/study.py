@@ -1,4 +1,5 @@
-"""The seeded ablation study on SYNTH: every E2Net component against CAM, several seeds each.
+"""The seeded ablation study on SYNTH: every E2Net component (and, on request, wsolevaluation's
+baselines HaS, ACoL, SPG, CutMix and FSL) against CAM, several seeds each.
 
 ``python -m utils.study`` trains and evaluates each method of ``--methods`` once per seed of
 ``--seeds`` with ``train.py`` (subprocesses, one after another; ``utils.training.launch``),
@@ -60,10 +61,18 @@ METHODS = {
     "E2Net-sum": Method("E2Net, released MAE rule (--mae_mask sum)", "E2Net", {"mae_mask": "sum"}),
     "E2Net-max": Method("E2Net, max MAE rule (--mae_mask max)", "E2Net", {"mae_mask": "max"}),
     "CAM-control": Method("CAM on the whole-object control variant", "CAM", control=True),
+    # wsolevaluation's baselines (docs/fidelity.md), not in the default arms: --methods HaS ACoL ...
+    "HaS": Method("HaS (hide-and-seek, wsolevaluation's cells of 4 px at rate 0.5)", "HaS"),
+    "ACoL": Method("ACoL (adversarial complementary branches, threshold 0.7)", "ACoL"),
+    "SPG": Method("SPG (self-produced guidance)", "SPG"),
+    "CutMix": Method("CutMix (beta 1, prob 1)", "CutMix"),
+    "FSL": Method("FSL (few-shot fully supervised: foreground map on the train_fullsup masks)", "FSL"),
 }
+BASELINES = ("HaS", "ACoL", "SPG", "CutMix", "FSL")
 
 # The training recipes are the demo's (utils/recipes.py), as are the data and input sizes.
-DEFAULTS = {"out": os.path.join(REPO, "train_log", "study"), "methods": list(METHODS), "seeds": [0, 1, 2],
+DEFAULTS = {"out": os.path.join(REPO, "train_log", "study"), "methods": [m for m in METHODS if m not in BASELINES],
+            "seeds": [0, 1, 2],
             "arch": "resnet", "size": 96, "width": 0.25, "batch": 32, "steps_per_epoch": None,
             "num_classes": 10, "num_train": 2000, "num_val": 500, "image_size": 128, "data_seed": 0,
             "control_variant": "control", "examples": 4, "workers": None, "precision": "fp32"}
@@ -105,7 +114,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m utils.study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help=f"study folder (default {DEFAULTS['out']})")
-    p.add_argument("--methods", nargs="+", help="study arms (default: all): " + ", ".join(
+    p.add_argument("--methods", nargs="+", help="study arms (default: all but the wsolevaluation baselines "
+                   f"{' '.join(BASELINES)}): " + ", ".join(
         f"{name} = {method.description}" for name, method in METHODS.items()))
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2)")
     p.add_argument("--arch", choices=tuple(RECIPES), help="backbone (default resnet = ResNet50-SE)")
@@ -374,6 +384,11 @@ def plot_study(path, stats, columns=None, chart=CHART, title=f"SYNTH ablation: {
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``utils.study: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("utils.study", _main, argv)
+
+
+def _main(argv=None):
     args = resolve(build_parser().parse_args(argv))
     start = time.time()
     make_folder(args.out)
@@ -400,4 +415,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("utils.study", main))
+    sys.exit(main())

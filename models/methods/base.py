@@ -5,8 +5,8 @@ docstring (``models/methods/__init__.py``).
 No TensorFlow at import: the command line reads these records.  The graph hooks import their
 layer modules (``models/mae.py``, ``models/adl.py`` ...) when they are called.
 """
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from utils.flag import Flag
 
@@ -25,15 +25,31 @@ class Method:
     positions: Optional[Mapping[str, Tuple[str, ...]]] = None  # default --gating_position per backbone
     position_op: Optional[Callable] = None                 # (spec, position, x) -> x
     input_transform: Optional[Callable] = None             # (spec, image, label) -> (image, targets)
-    heads: Optional[Callable] = None                       # (spec, features, build) -> {head: (F, logits, W)}
+    taps: Optional[Mapping[str, Tuple[str, ...]]] = None   # backbone positions whose maps ``heads`` reads
+    heads: Optional[Callable] = None                       # (spec, features, build, forward) -> {head: (F, logits, W)}
     head_names: Optional[Callable] = None                  # (spec) -> names of the heads ``heads`` builds
+    logits: Optional[Callable] = None                      # (spec, heads) -> classification logits
+    loss: Optional[Callable] = None                        # (spec, heads, logits, label, forward) -> task loss
     extra_losses: Optional[Callable] = None                # (spec, heads, label) -> [scalar tensors]
     cam_fusion: Optional[str] = None                       # a fixed --cam_fusion choice
     check: Optional[Callable] = None                       # (spec) -> None, ValueError for a bad spec
+    fully_supervised: bool = False                         # trained on train_fullsup's object masks
 
     @property
     def flag_names(self):
         return tuple(f.name for f in self.flags)
+
+
+@dataclass
+class Forward:
+    """What the graph hooks of one forward pass see besides the features: ``label`` ([N] int32 in
+    training, None at inference and validation), ``taps`` (position -> backbone map, of the
+    method's ``taps``), ``inputs`` (extra model inputs by name, e.g. FSL's ``mask``) and ``aux``
+    (what ``heads`` leaves for ``loss``, e.g. SPG's branch logits)."""
+    label: Any = None
+    taps: Dict[str, Any] = field(default_factory=dict)
+    inputs: Dict[str, Any] = field(default_factory=dict)
+    aux: Dict[str, Any] = field(default_factory=dict)
 
 
 def _chain(hooks, combine_results):
@@ -73,7 +89,8 @@ def _all_checks(hooks, spec):
 
 def combine(name, description, parts, aliases=()):
     """A method made of ``parts``: their flags, their ops at the positions (in order), their
-    losses and checks; at most one part may bring an input transform, heads or a CAM fusion."""
+    losses and checks; at most one part may bring an input transform, taps, heads, logits, a task
+    loss or a CAM fusion."""
     flags = {}
     for part in parts:
         for f in part.flags:
@@ -82,8 +99,9 @@ def combine(name, description, parts, aliases=()):
         name=name, description=description, aliases=aliases, flags=tuple(flags.values()),
         positions=_one(parts, "positions"),
         position_op=_chain([p.position_op for p in parts], _apply_in_order),
-        input_transform=_one(parts, "input_transform"), heads=_one(parts, "heads"),
-        head_names=_one(parts, "head_names"),
+        input_transform=_one(parts, "input_transform"), taps=_one(parts, "taps"), heads=_one(parts, "heads"),
+        head_names=_one(parts, "head_names"), logits=_one(parts, "logits"), loss=_one(parts, "loss"),
         extra_losses=_chain([p.extra_losses for p in parts], _all_losses),
         cam_fusion=_one(parts, "cam_fusion"),
-        check=_chain([p.check for p in parts], _all_checks))
+        check=_chain([p.check for p in parts], _all_checks),
+        fully_supervised=any(p.fully_supervised for p in parts))

@@ -1,6 +1,6 @@
 """The registry of WSOL methods: one module per method under ``models/methods/``, named in ``REGISTRY``.
 
-Adding a method (HaS, ACoL, SPG, CutMix, FSL ...) is one new module ``models/methods/<name>.py``
+Adding a method is one new module ``models/methods/<name>.py``
 that defines ``METHOD = Method(...)`` (``models/methods/base.py``), plus its name in the import
 and in ``REGISTRY`` below.  Nothing else changes: the command line (``--method_name``, the
 method's flags, their refusal for other methods, the presets), ``ModelSpec`` and ``WSOLModel``
@@ -29,23 +29,40 @@ softmax cross-entropy); every field is optional:
     The cross-entropy becomes ``sum_k mean(weights_k * CE(labels_k))``: HaS hides grid cells and
     returns ``[(label, ones)]``; CutMix pastes a box of a shuffled batch and returns
     ``[(label, lam), (label[perm], 1 - lam)]``.  Not applied at inference or validation.
-``heads(spec, features, build) -> {head: (feature map, logits, FC weights)}`` and ``head_names(spec)``
+``taps``
+    per backbone, the insertion positions whose maps the method's heads read (SPG's B1 and B2:
+    VGG pool4 and conv5_3, ResNet group2/block0 and the end of group2); they reach ``heads`` in
+    ``forward.taps``.  Unlike ``positions`` they put no op there.
+``heads(spec, features, build, forward) -> {head: (feature map, logits, FC weights)}`` and ``head_names(spec)``
     the method's own heads on the last feature map; ``build(features, spec)`` is the backbone's
     head builder (``models/ose.py``), which builds the heads ``spec.ose_heads`` names (the 3x3
-    head alone unless the method owns ``--ose_heads``, as OSE does).  The classification logits
-    are the sum of the heads' logits; every head is exported as ``features_<head>``,
-    ``logits_<head>``, ``fc_weights_<head>`` for the CAM.  ACoL: two classifier branches; FSL: a
-    foreground head.
+    head alone unless the method owns ``--ose_heads``, as OSE does).  ``forward``
+    (``models.methods.base.Forward``) holds the label (training only), the taps, the extra
+    inputs and ``aux``, where heads leave what the loss needs.  Every head is exported as
+    ``features_<head>``, ``logits_<head>``, ``fc_weights_<head>`` for the CAM.  ACoL: two
+    classifier branches; SPG: the classification head (its attention branches in ``aux``);
+    FSL: a foreground head.
+``logits(spec, heads) -> [N, K]``
+    the classification logits (default: the sum of the heads' logits; ACoL: branch A's; FSL: 0).
+``loss(spec, heads, logits, label, forward) -> scalar``
+    the task loss in place of the softmax cross-entropy of ``logits`` (ACoL: CE(A) + CE(B); SPG:
+    CE + the mask losses of its attention branches; FSL: the per-pixel BCE of its foreground
+    map); named ``xentropy`` in the moving summaries like the cross-entropy it replaces.
 ``extra_losses(spec, heads, label) -> [scalar tensors]``
-    added to the cost (ACoL: the cross-entropy of branch B; SPG: the mask losses of its
-    attention branches); give each a name and add it to the moving summaries.
+    added to the cost; give each a name and add it to the moving summaries.
 ``cam_fusion``
-    the CAM rule as a fixed ``--cam_fusion`` choice (``utils/evaluation/cam.py``; ACoL: ``max``,
-    the element-wise max of both branches' CAMs); ``resolve`` sets it and refuses another typed
-    value.  ``None``: the run's ``--cam_fusion`` over the heads.  A new rule (FSL's foreground
-    map) is a new numpy fusion in cam.py (and its TensorFlow twin in export.py), then named here.
+    the CAM rule as a fixed ``--cam_fusion`` choice (``utils/evaluation/cam.py``; ACoL:
+    ``max_normalised``, the element-wise max of both branches' min-max normalised CAMs);
+    ``resolve`` sets it and refuses another typed value.  ``None``: the run's ``--cam_fusion``
+    over the heads.  A new rule is a numpy fusion in cam.py (and its TensorFlow twin in
+    export.py), then named here.
 ``check(spec)``
     raise ValueError with one line for a ``ModelSpec`` the method cannot build.
+``fully_supervised``
+    trained on the object masks of the ``train_fullsup`` list instead of the class labels of the
+    train list (FSL): the model gets a ``mask`` input (``forward.inputs["mask"]``, float32
+    ``[N, S, S]``), the training reads only that list and its masks, and no validation pass
+    runs (the newest checkpoint is evaluated).
 
 ``combine(name, description, parts, aliases)`` makes a method of others (E2Net = MAE + OSE): the
 parts' flags, ops in order, losses and checks; at most one part brings a transform, heads or a
@@ -56,9 +73,9 @@ layer modules (``models/mae.py``, ``models/adl.py`` ...) inside the graph hooks.
 """
 from dataclasses import replace
 
-from models.methods import adl, cam, e2net, mae, ose
+from models.methods import acol, adl, cam, cutmix, e2net, fsl, has, mae, ose, spg
 
-REGISTRY = tuple(module.METHOD for module in (cam, adl, mae, ose, e2net))
+REGISTRY = tuple(module.METHOD for module in (cam, adl, mae, ose, e2net, has, acol, spg, cutmix, fsl))
 METHODS = tuple(m.name for m in REGISTRY)
 
 

@@ -15,7 +15,9 @@ Datapoints
 ----------
 * train: ``[image uint8 [S,S,3] BGR, label int32, box float32 [2,2]]`` where box is
   ``[[x1, y1], [x2, y2]]`` of the image's first GT box (zeros when it has none);
-* eval: the same plus ``index`` int32, the position of the image in the label list.
+* train with ``mask_dir`` (the fully supervised FSL baseline): the same plus ``mask``
+  float32 ``[S,S]``, the object mask cropped and flipped like the image;
+* eval: the same as train plus ``index`` int32, the position of the image in the label list.
 
 Both are batched with ``BatchData`` (train drops the remainder, eval keeps it).
 
@@ -58,6 +60,7 @@ from tensorpack.dataflow import BatchData, DataFlow, MapData, ProxyDataFlow, RNG
 from tensorpack.utils.utils import get_rng  # noqa: E402
 
 from utils.data.labels import OutOfImageBoxes  # noqa: E402
+from utils.data.masks import load_mask, mask_file, mask_in_crop, object_pixels  # noqa: E402
 from utils.data.metadata import is_metadata_split, read_entries  # noqa: E402
 from utils.data.paths import lists_beside, prepare_hint  # noqa: E402
 from utils.errors import UserError
@@ -120,12 +123,14 @@ def _first_box(entry):
 
 class TrainSource(RNGDataFlow):
     """Shuffled label-list entries with their augmentation parameters drawn here:
-    ``[path, label, first box|None, crop_x, crop_y, flip]``, one pass per iteration."""
+    ``[path, label, first box|None, crop_x, crop_y, flip]`` (+ the entry's mask file when
+    ``mask_dir`` is given), one pass per iteration."""
 
-    def __init__(self, entries, image_root, seed=None):
+    def __init__(self, entries, image_root, seed=None, mask_dir=None):
         self.entries = entries
         self.image_root = image_root
         self.seed = seed
+        self.mask_dir = mask_dir
 
     def reset_state(self):
         self.rng = np.random.RandomState(self.seed) if self.seed is not None else get_rng(self)
@@ -138,8 +143,9 @@ class TrainSource(RNGDataFlow):
             entry = self.entries[position]
             crop_x, crop_y = (int(v) for v in self.rng.randint(0, RESIZE_MARGIN + 1, size=2))
             flip = bool(self.rng.rand() < 0.5)
-            yield [os.path.join(self.image_root, entry.path), entry.label, _first_box(entry),
-                   crop_x, crop_y, flip]
+            datapoint = [os.path.join(self.image_root, entry.path), entry.label, _first_box(entry),
+                         crop_x, crop_y, flip]
+            yield datapoint if self.mask_dir is None else datapoint + [mask_file(self.mask_dir, entry.path)]
 
 
 class EvalSource(DataFlow):
@@ -335,10 +341,25 @@ def _decoded(source, mapper, workers, make_pool, cached):
     return OrderedPoolMapData(source, make_pool(workers), mapper)
 
 
+def map_train_image_and_mask(datapoint, final_size, decode=decode_image):
+    """``map_train_image`` of ``[path, label, box|None, crop_x, crop_y, flip, mask file]``, with
+    the object mask (float32 ``[S, S]``, 1 object, 0 background) cropped and flipped like the
+    image before ``orig_hw``.  A missing or broken mask raises ``MaskError`` naming the file."""
+    *image_datapoint, mask_path = datapoint
+    mapped = map_train_image(image_datapoint, final_size, decode)
+    if is_bad_image_marker(mapped):
+        return mapped
+    *outputs, orig_hw = mapped
+    crop_x, crop_y, flip = image_datapoint[3:]
+    mask = mask_in_crop(load_mask(mask_path, orig_hw), final_size, (crop_x, crop_y), flip)
+    return outputs + [np.ascontiguousarray(object_pixels(mask), np.float32), orig_hw]
+
+
 def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, workers=None,
-                       on_bad_image="skip", seed=None, num_classes=None, cache_images=False):
+                       on_bad_image="skip", seed=None, num_classes=None, cache_images=False, mask_dir=None):
     """Shuffled, augmented training batches ``[images, labels, boxes]`` (one pass over the
-    list per iteration, remainder dropped).
+    list per iteration, remainder dropped); with ``mask_dir`` also ``masks`` (float32
+    ``[S, S]`` object masks ``<mask_dir>/<image path>.png``, cropped and flipped like the images).
 
     ``workers``: decoding processes; ``None`` = all cores, 0 or 1 = in the calling process.
     ``seed`` fixes the order and the augmentation (the same batches for any ``workers``).
@@ -348,8 +369,8 @@ def get_train_dataflow(label_file, image_root, final_size=224, batch_size=32, wo
     ``cache_images``: decode once into memory (True, False or ``'auto'``; module docstring).
     """
     entries = load_entries(label_file, image_root, num_classes)
-    source = TrainSource(entries, image_root, seed)
-    mapper = partial(map_train_image, final_size=final_size)
+    source = TrainSource(entries, image_root, seed, mask_dir)
+    mapper = partial(map_train_image if mask_dir is None else map_train_image_and_mask, final_size=final_size)
     decoded = _decoded(source, mapper, resolve_workers(workers), process_pool,
                        use_memory_cache(cache_images, entries, image_root))
     filtered = BadImageFilter(decoded, on_bad_image)

@@ -13,7 +13,7 @@ with the same relative layout.  Object masks hold 0 = background and nonzero = o
 
 ``load_mask`` keeps the stored values (callers binarise: ``object_pixels`` applies
 wsolevaluation's rule, gray value > 0.5, i.e. any nonzero value of an 8-bit mask), and
-``mask_in_crop`` maps a mask into the evaluation frame exactly like the image
+``mask_in_crop`` maps a mask into the evaluation (or a training) crop exactly like the image
 (``utils.data.transforms``: resize to ``final_size + 32`` squared ignoring the aspect
 ratio, centre crop ``final_size``) with nearest-neighbour interpolation, so label values
 are never blended.
@@ -86,13 +86,17 @@ def object_pixels(mask):
     return np.asarray(mask) > 0.5
 
 
-def mask_in_crop(mask, final_size):
-    """A mask in the evaluation frame: nearest-neighbour resize to ``final_size + 32``
-    squared, then the centre ``final_size`` crop (as ``utils.data.transforms.map_eval_image``)."""
+def mask_in_crop(mask, final_size, crop_xy=None, flip=False):
+    """A mask in the frame of a crop: nearest-neighbour resize to ``final_size + 32`` squared,
+    then the ``final_size`` crop at ``crop_xy = (x, y)`` (default: the centre crop, as
+    ``utils.data.transforms.map_eval_image``), mirrored when ``flip`` (as ``map_train_image``)."""
     resize = final_size + RESIZE_MARGIN
     resized = cv2.resize(np.asarray(mask), (resize, resize), interpolation=cv2.INTER_NEAREST)
-    offset = centre_crop_offset(resize, final_size)
-    return resized[offset:offset + final_size, offset:offset + final_size]
+    if crop_xy is None:
+        crop_xy = (centre_crop_offset(resize, final_size),) * 2
+    x, y = crop_xy
+    crop = resized[y:y + final_size, x:x + final_size]
+    return crop[:, ::-1] if flip else crop
 
 
 class MaskFolder:

@@ -38,9 +38,10 @@ import zlib
 import cv2
 import numpy as np
 
-from utils.atomic import atomic_open, write_text
+from utils.atomic import atomic_open, write_bytes, write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.data.labels import LabelEntry, read_label_list, write_label_list
+from utils.data.paths import CLASS_NAMES_FILE
 from utils.data.masks import MASKS_FOLDER, mask_file, object_pixels, write_mask
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -201,7 +202,8 @@ def regenerate_cub_labels(dataset_dir, output_dir, labels_dir):
             _say(f"CUB: {out_file}: {len(entries)} images (no {reference_file} to compare with)")
     classes_file = os.path.join(metadata_dir, "classes.txt")
     if os.path.isfile(classes_file):
-        shutil.copyfile(classes_file, os.path.join(out_dir, "words.txt"))
+        with open(classes_file, "rb") as f:
+            write_bytes(os.path.join(out_dir, CLASS_NAMES_FILE), f.read())
     return differences
 
 

@@ -62,6 +62,7 @@ import numpy as np
 from utils.atomic import write_image, write_json, write_text
 from utils.boxes import box_iou
 from utils.data.labels import LabelEntry, write_label_list
+from utils.data.paths import CLASS_NAMES_FILE
 from utils.errors import UserError, exit_on_user_error
 
 GENERATOR_VERSION = 2
@@ -75,7 +76,7 @@ DEFAULT_PARAMS = {"num_classes": 10, "num_train": 2000, "num_val": 500, "num_ful
                   "size": 128, "seed": 0, "variant": DEFAULT_VARIANT,
                   "body_class_hue_probability": None, "body_vividness": None}  # None: the variant's
 SPLITS = ("train", "val", "train_fullsup")
-OUTPUT_NAMES = ("images", "masks", "parts", "train.txt", "val.txt", "train_fullsup.txt", "words.txt",
+OUTPUT_NAMES = ("images", "masks", "parts", "train.txt", "val.txt", "train_fullsup.txt", CLASS_NAMES_FILE,
                 "stats.json")  # besides params.json
 HEAD_SHAPES = ("disc", "triangle", "square", "diamond", "star")
 JPEG_QUALITY = 90
@@ -359,7 +360,7 @@ def generate_synthetic(out, workers=None, **params):
         by_split[split] = results[first:first + counts[split]]
         write_label_list(os.path.join(out, f"{split}.txt"), [entry for entry, _ in by_split[split]])
         first += counts[split]
-    write_text(os.path.join(out, "words.txt"),
+    write_text(os.path.join(out, CLASS_NAMES_FILE),
                "".join(f"{label} {class_dir_name(label, num_classes)}\n" for label in range(num_classes)))
 
     stats = {"generation_seconds": None, "trivial_box_gt_known_loc_val": {}, "mean_val_box_wh": [],
@@ -422,6 +423,11 @@ MIN_PARAMS = {"num_classes": 1, "num_train": 1, "num_val": 0, "size": 32, "seed"
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``python -m utils.data.synthetic: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("python -m utils.data.synthetic", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(description="Generate the synthetic WSOL data set SYNTH.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="dataset/SYNTH", help="output directory")
@@ -455,4 +461,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("python -m utils.data.synthetic", main))
+    sys.exit(main())

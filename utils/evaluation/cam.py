@@ -5,7 +5,7 @@ the CAM of class ``c`` is ``sum_k W[k, c] * F[:, :, k]`` (no ReLU).  The release
 code obtains the same map as spatially averaged gradients of the class logit; for
 a GAP+FC head the two are identical, so no gradient is needed.
 
-Fusion rules for E2Net's parallel OSE heads (DESIGN.md section 3):
+Fusion rules for E2Net's parallel OSE heads (the released quirk: docs/fidelity.md):
 
 ``'mean_weights_max_maps'``    the released VGG rule: the mean of the heads' FC
                                weights applied to the element-wise max of the
@@ -19,13 +19,18 @@ Fusion rules for E2Net's parallel OSE heads (DESIGN.md section 3):
                                averaged gradient with the heads' mean before fusing;
 ``'max'``                      per-pixel max of the per-head CAMs (the fusion drawn
                                in the paper's figure);
-``'mean'``                     per-pixel mean of the per-head CAMs.
+``'mean'``                     per-pixel mean of the per-head CAMs;
+``'max_normalised'``           per-pixel max of the per-head CAMs, each min-max
+                               normalised first (a flat map becomes 0): ACoL's rule
+                               (wsolevaluation) for its branches A and B.
 
 A single head gives its own CAM under every rule.
 """
 import numpy as np
 
-FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean")
+from utils.evaluation.localization import normalize_cam
+
+FUSION_RULES = ("mean_weights_max_maps", "mean_weights_first_max", "max", "mean", "max_normalised")
 RELEASED_FUSION_RULES = {"vgg_gap": "mean_weights_max_maps", "resnet": "mean_weights_first_max"}
 
 
@@ -49,6 +54,12 @@ def class_activation_maps(features, fc_weights, class_indices):
     return np.einsum("bhwc,cb->bhw", features, class_weights)
 
 
+def minmax_normalised(cams):
+    """CAMs ``[H, W]`` or ``[B, H, W]``, each ``normalize_cam``-ed (flat or non-finite maps -> 0)."""
+    cams = np.asarray(cams)
+    return np.stack([normalize_cam(cam) for cam in cams.reshape((-1,) + cams.shape[-2:])]).reshape(cams.shape)
+
+
 def released_fusion_rule(arch):
     """Fusion rule of the released evaluation for a backbone ('vgg_gap' or 'resnet')."""
     try:
@@ -58,7 +69,8 @@ def released_fusion_rule(arch):
 
 
 def fusion_rule(choice, arch):
-    """Resolve the ``--cam_fusion`` choice ('released', 'max' or 'mean') for ``arch``."""
+    """Resolve the ``--cam_fusion`` choice ('released', 'max' or 'mean', or a method's fixed rule
+    such as ACoL's 'max_normalised') for ``arch``."""
     if choice == "released":
         return released_fusion_rule(arch)
     if choice not in FUSION_RULES:
@@ -89,4 +101,6 @@ def fuse_heads(head_features, head_weights, class_index, rule):
     if rule == "mean_weights_first_max":
         head_weights = [np.mean([np.asarray(w) for w in head_weights], axis=0)] + list(head_weights[1:])
     head_cams = [cam_of(f, w, class_index) for f, w in zip(head_features, head_weights)]
+    if rule == "max_normalised":
+        return np.max([minmax_normalised(cam) for cam in head_cams], axis=0)
     return np.mean(head_cams, axis=0) if rule == "mean" else np.max(head_cams, axis=0)

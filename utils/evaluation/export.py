@@ -28,10 +28,11 @@ turns a rewrite on in its own session config; export.json says so (``computes_in
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import argparse
 import os
+import sys
 
 from tensorpack.tfutils.tower import TowerContext
 
-from models.layers import to_nhwc
+from models.layers import class_maps, minmax_normalise, to_nhwc
 from models.wsol_model import WSOLModel
 from utils.atomic import atomic_folder, write_json, write_text
 from utils.compat import tf
@@ -50,27 +51,23 @@ class ExportError(UserError, ValueError):
     """An export that cannot be written (one line naming the folder or rule)."""
 
 
-def _class_cams(features, weights, classes):
-    """``[B, h, w]``: ``features [B, h, w, C] . weights[:, classes[b]]`` per image."""
-    class_weights = tf.transpose(tf.gather(weights, classes, axis=1))          # [B, C]
-    return tf.einsum("bhwc,bc->bhw", features, class_weights)
-
-
 def fused_cam(head_features, head_weights, classes, rule):
     """TensorFlow twin of ``utils.evaluation.cam.fuse_heads`` for a batch (NHWC features)."""
     if len(head_features) == 1:
-        return _class_cams(head_features[0], head_weights[0], classes)
+        return class_maps(head_features[0], head_weights[0], classes)
     if rule == "mean_weights_max_maps":
-        return _class_cams(tf.reduce_max(tf.stack(head_features), axis=0),
-                           tf.reduce_mean(tf.stack(head_weights), axis=0), classes)
+        return class_maps(tf.reduce_max(tf.stack(head_features), axis=0),
+                          tf.reduce_mean(tf.stack(head_weights), axis=0), classes)
     if rule == "mean_weights_first_max":   # released ResNet rule (main, issue 16): max(mean(W)·F_3x3, W_1x3·F_1x3, ...)
         head_weights = [tf.reduce_mean(tf.stack(head_weights), axis=0)] + list(head_weights[1:])
         rule = "max"
-    cams = tf.stack([_class_cams(f, w, classes) for f, w in zip(head_features, head_weights)])
+    cams = tf.stack([class_maps(f, w, classes) for f, w in zip(head_features, head_weights)])
     if rule == "max":
         return tf.reduce_max(cams, axis=0)
     if rule == "mean":
         return tf.reduce_mean(cams, axis=0)
+    if rule == "max_normalised":
+        return tf.reduce_max(tf.stack([minmax_normalise(cam) for cam in tf.unstack(cams)]), axis=0)
     raise ExportError(f"CAM fusion rule {rule!r} has no TensorFlow version in utils/evaluation/export.py")
 
 
@@ -85,7 +82,7 @@ def build_serving_graph(args, class_names):
         heads = model.build_heads(tf.reverse(image, axis=[-1]))              # RGB in, BGR into the net
     features = [to_nhwc(f) for f, _, _ in heads.values()]
     weights = [w for _, _, w in heads.values()]
-    logits = tf.add_n([head_logits for _, head_logits, _ in heads.values()])
+    logits = model.classification_logits(heads)
     probabilities = tf.nn.softmax(logits)
     top = tf.nn.top_k(probabilities, k=min(TOP_K, spec.num_classes))
     names = tf.constant(class_names or [str(i) for i in range(spec.num_classes)])
@@ -132,11 +129,17 @@ def _write_saved_model(args, out_dir, checkpoint, class_names):
     write_json(os.path.join(extra, "export.json"),
                {"checkpoint": checkpoint, "input": f"uint8 RGB [N, {args.final_size}, {args.final_size}, 3]",
                 "computes_in": "float32 (variables and graph; the run's --precision is not exported)",
-                "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name), "config": config_dict(args)},
+                "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name),
+                 "config": config_dict(args)},
                indent=2, default=str)
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``export: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("export", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m utils.evaluation.export",
                                      description="Export a trained run as a TensorFlow SavedModel.")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -152,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(exit_on_user_error("export", main))
+    sys.exit(main())

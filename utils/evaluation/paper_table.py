@@ -22,7 +22,7 @@ from models.methods.registry import METHODS, canonical_method
 from utils.atomic import write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.report import read_metrics
-from utils.evaluation.results import latest_result_dir
+from utils.evaluation.results import complete_results, evaluation_settings, identity_note, latest_result_dir
 
 PUBLISHED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_results.json")
 COLUMNS = (("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
@@ -62,18 +62,25 @@ class RunResultError(UserError, ValueError):
 
 
 def load_run(log_dir):
-    """The row of one run from its newest ``result/.../metrics.json``."""
-    path = os.path.join(latest_result_dir(log_dir), "metrics.json")
-    try:
-        run = read_metrics(path)
-    except (OSError, ValueError) as error:
-        raise RunResultError(f"{path}: cannot read it ({error})") from None
+    """The row of one run from its newest complete evaluation (``results.complete_results``); a
+    run with partial evaluations only gives the newest of them, marked as such in its Setting."""
+    found = complete_results(log_dir)
+    if not found:
+        path = os.path.join(latest_result_dir(log_dir), "metrics.json")
+        try:
+            read_metrics(path)
+        except (OSError, ValueError) as error:
+            raise RunResultError(f"{path}: cannot read it ({error})") from None
+        raise RunResultError(f"{path}: not a metrics.json written by an evaluation")
+    path, run = found[0]
     missing = [key for key in ("method", "dataset", "arch") if key not in run.get("config", {})]
     if missing:
         raise RunResultError(f"{path}: config lacks {', '.join(missing)}")
     config, metrics = run["config"], run["metrics"]
+    notes = [note for note in (setting_note(config), identity_note(run)) if note]
     return {"method": _method_name(config["method"]), "dataset": config["dataset"], "arch": config["arch"],
-            "source": f"this project ({log_dir})", "published": False, "setting": setting_note(config),
+            "source": f"this project ({log_dir})", "published": False, "setting": "; ".join(notes),
+            "result": path, "evaluation": evaluation_settings(run),
             **{key: metrics.get(key) for key, _ in COLUMNS}}
 
 
@@ -105,6 +112,8 @@ def _main(argv=None):
     args = parser.parse_args(argv)
     runs = [load_run(log_dir) for log_dir in args.log_dirs]
     table = format_table(load_published() + runs)
+    table += "\n\nEvaluations taken (the newest complete one of each run):\n" + "".join(
+        f"\n- {run['source']}: {run['result']} ({run['evaluation']})" for run in runs)
     print(table)
     if args.out:
         write_text(args.out, table + "\n")

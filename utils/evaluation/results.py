@@ -8,12 +8,16 @@ atomically when an evaluation has written everything).  Tools read results throu
 ``latest_result_dir``; a run evaluated before this layout (``result/metrics.json`` directly)
 still reads.  TensorFlow-free.
 """
+import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
 
 from utils.atomic import OutputError, make_folder, temp_folder_beside
+from utils.evaluation.report import METRICS_FILE
+from utils.flags import flag
 
 RESULT_ROOT = "result"
 LATEST = "latest"
@@ -70,6 +74,78 @@ def mark_latest(result_dir):
         os.remove(temp)
     os.symlink(os.path.basename(result_dir), temp)
     os.replace(temp, os.path.join(root, LATEST))
+
+
+# Flags whose value changes what an evaluation measures (besides --number_of_val: partial_note).
+EVALUATION_IDENTITY = ("val_split", "cam_threshold", "number_of_cam_curve_interval", "mask_dir", "tau_split",
+                       "cam_fusion")
+
+
+def nondefault_settings(record):
+    """``[(flag, value)]`` of a record's evaluation settings that differ from a default evaluation
+    of its run (a flag's default, or its preset for the run, e.g. the released τ)."""
+    config = record.get("config") or {}
+    run = argparse.Namespace(**config)
+    found = []
+    for name in EVALUATION_IDENTITY:
+        if name not in config:
+            continue
+        declared = flag(name)
+        try:
+            expected = declared.preset(run, {}) if declared.preset else declared.default
+        except AttributeError:   # a record without the fields the preset reads
+            continue
+        if declared.normalize(config[name]) != declared.normalize(expected):
+            found.append((name, config[name]))
+    return found
+
+
+def identity_note(record):
+    """``None`` for a complete evaluation at the default settings, else what differs (one line)."""
+    notes = [note for note in [partial_note(record)] if note]
+    notes += [f"--{name} {value}" for name, value in nondefault_settings(record)]
+    return "; ".join(notes) or None
+
+
+def partial_note(record):
+    """Why a ``{"config", "metrics"}`` record is not a complete evaluation of its list, or ``None``
+    when it is: ``--number_of_val N`` evaluates the first N images only.  The evaluation settings
+    (images, τ and its source, fusion, masks, protocol) are part of a result's identity: a tool
+    that picks "the" result of a run takes a complete one, or says which one it took."""
+    number = (record.get("config") or {}).get("number_of_val")
+    if number is None:
+        return None
+    images = (record.get("metrics") or {}).get("num_images", number)
+    return f"partial evaluation: the first {images} images (--number_of_val {number})"
+
+
+def evaluation_settings(record):
+    """The evaluation settings of a record, as one line: images, τ and where it came from,
+    CAM fusion and masks (the protocol tables are all in every metrics.json)."""
+    config, metrics = record.get("config") or {}, record.get("metrics") or {}
+    tau_source = metrics.get("tau_chosen_on") or "fixed"
+    masks = metrics.get("mask_dir") or "none"
+    return (f"{metrics.get('num_images')} images, τ {metrics.get('cam_threshold')} (best τ searched on "
+            f"{tau_source}), fusion {config.get('cam_fusion')}, masks {masks}")
+
+
+def complete_results(log_dir):
+    """``[(metrics.json path, record)]`` of a run's readable evaluations, newest first: complete
+    ones at the default settings, then complete ones at other settings, then partial ones."""
+    root = os.path.join(log_dir, RESULT_ROOT)
+    found = []
+    for path in [os.path.join(root, METRICS_FILE)] + [os.path.join(root, name, METRICS_FILE) for name in
+                                                       (os.listdir(root) if os.path.isdir(root) else [])
+                                                       if name != LATEST]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and "metrics" in record:
+            found.append((path, record))
+    found.sort(key=lambda item: os.path.getmtime(item[0]), reverse=True)
+    return sorted(found, key=lambda item: (partial_note(item[1]) is not None, bool(nondefault_settings(item[1]))))
 
 
 def latest_result_dir(log_dir):

@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from utils.atomic import OutputError, make_folder
+from utils.evaluation.results import nondefault_settings, partial_note
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -58,7 +59,9 @@ def config_differences(config, options):
 
 def finished_metrics(log_dir, options):
     """``(path, metrics)`` of the newest ``metrics.json`` under ``<log_dir>/result`` made with
-    ``options``, else None (unreadable or half-written files do not count as results)."""
+    ``options``, else None (unreadable or half-written files do not count as results, nor does a
+    partial evaluation (``--number_of_val``) or one at other evaluation settings (``--cam_fusion``,
+    ``--tau_split``, ...) unless ``options`` ask for them)."""
     paths = glob.glob(os.path.join(str(log_dir), "result", "**", "metrics.json"), recursive=True)
     for path in sorted(paths, key=os.path.getmtime, reverse=True):
         try:
@@ -66,7 +69,13 @@ def finished_metrics(log_dir, options):
                 record = json.load(f)
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict) and "metrics" in record and not config_differences(record.get("config", {}), options):
+        if not isinstance(record, dict) or "metrics" not in record:
+            continue
+        if partial_note(record) and options.get("number_of_val") is None:
+            continue
+        if any(name not in options for name, _ in nondefault_settings(record)):
+            continue   # evaluated at other settings than the run's default evaluation
+        if not config_differences(record.get("config", {}), options):
             return path, record["metrics"]
     return None
 

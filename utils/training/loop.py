@@ -8,7 +8,6 @@ step, learning rate and MinSaver state.  Saves are verified before they are publ
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import os
-import shutil
 
 import numpy as np
 from tensorpack import (ClassificationError, EstimatedTimeLeft, InferenceRunner, QueueInput,
@@ -19,11 +18,12 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import fix_rng_seed
 
 from models.wsol_model import WSOLModel
-from utils.atomic import write_json
+from utils.atomic import write_bytes, write_json
 from utils.training import trainers
-from utils.config import config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
+from utils.config import RUN_CONFIG, config_dict, lr_schedule, model_spec, num_towers, steps_per_epoch
 from utils.errors import UserError
 from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
+from utils.data.masks import default_mask_dir
 from utils.data.paths import dataset_class_names_file, kept_class_names_file, split_paths
 from utils.training import precision
 from utils.training.pretrained import MODEL_ZOO_FILES, CheckpointInit, NpzInit, model_zoo_url
@@ -34,6 +34,7 @@ from utils.training.shutdown import StopInputThread
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "models", "pretrained")
+FULLSUP_SPLIT = "train_fullsup"
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -97,17 +98,31 @@ def val_dataflow(args, per_tower_batch):
     return MapData(ds, lambda dp: dp[:3])  # the model's inputs: image, label, bbox
 
 
-def callbacks(args, per_tower_batch, resume_step=None):
-    return [
-        VerifiedModelSaver(max_to_keep=3, checkpoint_dir=args.log_dir),
+def callbacks(args, per_tower_batch, resume_step=None, fully_supervised=False):
+    """The run's callbacks.  A fully supervised method (FSL) has no validation pass (it would read
+    the val list, and it has no classifier to select a checkpoint by): its newest checkpoint is evaluated."""
+    validation = [] if fully_supervised else [
         InferenceRunner(val_dataflow(args, per_tower_batch),
                         [ClassificationError("wrong-top1", "val-error-top1"),
                          ClassificationError("wrong-top5", "val-error-top5")]),
-        VerifiedMinSaver(MONITOR_STAT, args.log_dir, resume_step),
+        VerifiedMinSaver(MONITOR_STAT, args.log_dir, resume_step)]
+    return [VerifiedModelSaver(max_to_keep=3, checkpoint_dir=args.log_dir)] + validation + [
         ScheduledHyperParamSetter("learning_rate", lr_schedule(args.base_lr, args.epoch, args.lr_decay_epochs)),
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
+        WriteRunRecord(args),
     ] + precision.callbacks(args.precision)
+
+
+def train_dataflow(args, per_tower_batch, fully_supervised=False):
+    """Training batches: the train list; for a fully supervised method (FSL) the ``train_fullsup``
+    list with its object masks (``--mask_dir``, else ``<data_dir>/<NAME>/masks``) and nothing else."""
+    split = FULLSUP_SPLIT if fully_supervised else "train"
+    label_file, image_root = split_paths(args, split)
+    mask_dir = (args.mask_dir or default_mask_dir(args.data_dir, args.dataset_name)) if fully_supervised else None
+    return get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
+                              workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed,
+                              num_classes=args.number_of_class, cache_images="auto", mask_dir=mask_dir)
 
 
 def copy_class_names(args):
@@ -115,7 +130,23 @@ def copy_class_names(args):
     run names its classes wherever it is used later (predict, export)."""
     names = dataset_class_names_file(args.dataset_name, args.data_dir, args.label_dir)
     if names:
-        shutil.copyfile(names, kept_class_names_file(args.log_dir))
+        with open(names, "rb") as f:
+            write_bytes(kept_class_names_file(args.log_dir), f.read())
+
+
+class WriteRunRecord(Callback):
+    """The run's record (``config.json``, ``words.txt``) is written after this process's first
+    training step, not before: a run that fails before it trains records nothing (and pins no
+    flag), and a rerun that trains nothing leaves the record as it was."""
+
+    def __init__(self, args):
+        self.args, self.written = args, False
+
+    def _trigger_step(self):
+        if not self.written:
+            write_json(os.path.join(self.args.log_dir, RUN_CONFIG), config_dict(self.args), indent=2, default=str)
+            copy_class_names(self.args)
+            self.written = True
 
 
 def train(args):
@@ -131,8 +162,6 @@ def _train(args):
     logger.set_logger_dir(args.log_dir, action="k")
     if args.seed is not None:
         fix_rng_seed(args.seed)
-    write_json(os.path.join(args.log_dir, "config.json"), config_dict(args), indent=2, default=str)
-    copy_class_names(args)
     towers = num_towers(args)
     per_tower_batch = args.batch_size // towers
     spe = steps_per_epoch(args)
@@ -141,16 +170,15 @@ def _train(args):
     if starting_epoch > args.epoch:
         logger.info(f"{args.log_dir} already holds a finished run ({args.epoch} epochs); nothing to train")
         return args.log_dir
-    label_file, image_root = split_paths(args, "train")
-    train_df = get_train_dataflow(label_file, image_root, args.final_size, per_tower_batch,
-                                  workers=args.workers, on_bad_image=args.on_bad_image, seed=args.seed,
-                                  num_classes=args.number_of_class, cache_images="auto")
-    queue_input = QueueInput(train_df)
+    model = precision.for_training(WSOLModel(model_spec(args)), args.precision)
+    fully_supervised = model.method.fully_supervised
+    queue_input = QueueInput(train_dataflow(args, per_tower_batch, fully_supervised))
     config = TrainConfig(
-        model=precision.for_training(WSOLModel(model_spec(args)), args.precision),
+        model=model,
         data=queue_input,
         session_creator=precision.session_creator(args.precision, precision.running_on_gpu()),
-        callbacks=callbacks(args, per_tower_batch, resume[1] if resume else None) + [StopInputThread(queue_input)],
+        callbacks=callbacks(args, per_tower_batch, resume[1] if resume else None, fully_supervised) +
+        [StopInputThread(queue_input)],
         session_init=session_init(args, resume),
         steps_per_epoch=spe,
         starting_epoch=starting_epoch,
