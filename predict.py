@@ -10,7 +10,7 @@ Run ``python predict.py --help`` for every flag; the outputs are described in
 import sys
 
 from utils import compat  # noqa: F401  (first: TensorFlow set-up for the whole program)
-from utils.evaluation.predict import run_main  # noqa: E402
+from utils.evaluation.predict import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_main())
+    sys.exit(main())

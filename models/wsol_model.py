@@ -15,7 +15,6 @@ from tensorpack.models import regularize_cost
 from tensorpack.tfutils import gradproc, optimizer
 from tensorpack.tfutils.argscope import argscope
 from tensorpack.tfutils.summary import add_moving_summary
-
 from tensorpack.tfutils.tower import get_current_tower_context
 
 from models import resnet, vgg
@@ -131,10 +130,7 @@ class WSOLModel(ModelDesc):
         weight_decay = self.spec.weight_decay
         wd_cost = regularize_cost(".*/W", lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")
         extra = self.method.extra_losses(self.spec, heads, label) if self.method.extra_losses else []
-        if extra:
-            cost = tf.add_n([xentropy, wd_cost] + extra, name="cost")
-        else:
-            cost = tf.add(xentropy, wd_cost, name="cost")
+        cost = tf.add_n([xentropy, wd_cost] + extra, name="cost")
         add_moving_summary(xentropy, wd_cost, cost,
                            tf.reduce_mean(wrong1, name="train-error-top1"),
                            tf.reduce_mean(wrong5, name="train-error-top5"))

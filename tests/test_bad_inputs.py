@@ -23,7 +23,6 @@ from utils import compat
 from utils.data.dataflow import get_eval_dataflow
 from utils.data.labels import LabelListError
 from utils.evaluation import paper_table, scorer
-from utils.errors import exit_on_user_error
 from utils.training import loop
 
 pytestmark = pytest.mark.duration(35)  # seconds, for the scheduler (conftest.py)
@@ -334,7 +333,7 @@ def test_metadata_to_lists_bad_input(tmp_path, capsys, make, out, words):
     (tmp_path / "a_file").write_text("x\n")
     make(tmp_path / "meta")
     argv = ["to-lists", str(tmp_path / "meta"), out.format(tmp=tmp_path)]
-    assert exit_on_user_error("utils.data.metadata", metadata.main, argv) == 2
+    assert metadata.main(argv) == 2
     assert words.format(tmp=tmp_path) in one_error_line(capsys.readouterr().err, "utils.data.metadata")
     assert not (tmp_path / "lists").exists()
 
@@ -347,15 +346,27 @@ def test_metadata_to_lists_keeps_spaces_in_paths(tmp_path):
     assert [e.path for e in read_label_list(str(tmp_path / "lists" / "CUB" / "val.txt"))] == ["a b.jpg"]
 
 
+@pytest.mark.parametrize("tau, refused", [("1.5", True), ("-0.1", True), ("nan", True), ("1.0", False)])
+def test_predict_cam_threshold_range_is_the_flags_one(tmp_path, capsys, tau, refused):
+    """Refused with train.py's wording ([0, 1], flags.out_of_range); 1.0 gets past the check
+    (to the missing run folder)."""
+    from utils.evaluation import predict
+    assert predict.main(["--log_dir", str(tmp_path / "none"), "x.jpg", "--out", str(tmp_path / "o"),
+                         "--cam_threshold", tau]) == 2
+    line = one_error_line(capsys.readouterr().err, "predict.py")
+    assert (f"--cam_threshold must be in [0, 1], got {float(tau)}" in line) == refused
+    assert refused or line.endswith("none: no such run folder or checkpoint")
+
+
 def test_predict_resolves_a_bare_log_dir_name_as_train_py_does(tmp_path, capsys, monkeypatch):
     from utils.config import resolve_log_dir
     from utils.evaluation import predict
     monkeypatch.chdir(tmp_path)
     assert resolve_log_dir("run") == os.path.join("train_log", "run")
-    assert predict.run_main(["--log_dir", "demo_run", "x.jpg", "--out", "o"]) == 2
+    assert predict.main(["--log_dir", "demo_run", "x.jpg", "--out", "o"]) == 2
     assert one_error_line(capsys.readouterr().err, "predict.py").endswith(
         "train_log/demo_run: no such run folder or checkpoint")
-    assert predict.run_main(["--log_dir", "demo/CAM", "x.jpg", "--out", "o"]) == 2
+    assert predict.main(["--log_dir", "demo/CAM", "x.jpg", "--out", "o"]) == 2
     assert one_error_line(capsys.readouterr().err, "predict.py").endswith("demo/CAM: no such run folder or checkpoint")
 
 

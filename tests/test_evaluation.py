@@ -9,7 +9,7 @@ import pytest
 
 from test_localization import rectangle_cam
 from utils.evaluation.metrics import WSOLEvaluator
-from utils.evaluation.scorer import main, read_box_list
+from utils.evaluation.scorer import entries_by_name, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,12 +141,11 @@ def cam_dir(tmp_path):
     return tmp_path
 
 
-def test_read_box_list_groups_boxes_by_name(cam_dir):
-    box_list = read_box_list(cam_dir / "labels.txt")
-    assert list(box_list) == ["a.jpg", "sub/b.png", "c"]
-    label, boxes = box_list["c"]
-    assert label == 7
-    np.testing.assert_array_equal(boxes, [[15, 15, 19, 19], [0, 0, 6, 9]])
+def test_entries_by_name_groups_boxes_by_name(cam_dir):
+    entries = entries_by_name(cam_dir / "labels.txt")
+    assert list(entries) == ["a.jpg", "sub/b.png", "c"]
+    assert entries["c"].label == 7
+    np.testing.assert_array_equal(entries["c"].boxes, [[15, 15, 19, 19], [0, 0, 6, 9]])
 
 
 def test_scorer_writes_json(cam_dir, capsys):

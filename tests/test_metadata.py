@@ -91,18 +91,13 @@ def test_bad_lines_name_file_and_line(metadata_dir, name, line, message):
 
 
 def test_cli_error_is_one_line(tmp_path, capsys):
-    assert main_exit(["to-lists", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert main(["to-lists", str(tmp_path), str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("utils.data.metadata: error: ")
-    assert main_exit(["to-lists", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    assert main(["to-lists", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     assert "metadata folder" in capsys.readouterr().err
-    assert main_exit(["to-metadata", str(tmp_path), str(tmp_path / "out"), "--dataset", "X",
-                      "--image_root", str(tmp_path / "nowhere")]) == 2
+    assert main(["to-metadata", str(tmp_path), str(tmp_path / "out"), "--dataset", "X",
+                 "--image_root", str(tmp_path / "nowhere")]) == 2
     assert "image root" in capsys.readouterr().err
-
-
-def main_exit(argv):
-    from utils.errors import exit_on_user_error
-    return exit_on_user_error("utils.data.metadata", main, argv)
 
 
 # --------------------------------------------------------------------------- train.py from a metadata folder

@@ -164,11 +164,11 @@ def test_centre_crop_view_and_class_by_name(trained, images, tmp_path):
 
 
 def test_predict_bad_class_is_one_line(trained, images, tmp_path, capsys):
-    from utils.evaluation.predict import run_main
+    from utils.evaluation.predict import main as predict_main
     _, log_dir = trained
-    assert run_main(["--log_dir", str(log_dir), images[1][0], "--out", str(tmp_path), "--class", "7"]) == 2
+    assert predict_main(["--log_dir", str(log_dir), images[1][0], "--out", str(tmp_path), "--class", "7"]) == 2
     assert capsys.readouterr().err.strip() == "predict.py: error: --class 7: outside [0, 4)"
-    assert run_main(["--log_dir", str(log_dir), *images[1][3:], "--out", str(tmp_path)]) == 2
+    assert predict_main(["--log_dir", str(log_dir), *images[1][3:], "--out", str(tmp_path)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"predict.py: error: none of the 2 images could be read (first: {images[1][3]}: ")
     assert last.endswith("; nothing written") and os.listdir(tmp_path) == []
@@ -301,20 +301,20 @@ def test_crop_boxes_to_original_inverts_the_crop_transform():
 
 
 def test_a_reused_out_folder_keeps_nothing_of_the_earlier_predictions(trained, images, tmp_path, capsys):
-    from utils.evaluation.predict import run_main
+    from utils.evaluation.predict import main as predict_main
     _, log_dir = trained
     _, paths = images
     out = tmp_path / "pred"
-    assert run_main(["--log_dir", str(log_dir), *paths, "--out", str(out), "--cam_threshold", str(TAU)]) == 0
+    assert predict_main(["--log_dir", str(log_dir), *paths, "--out", str(out), "--cam_threshold", str(TAU)]) == 0
     assert (out / "skipped.tsv").is_file() and len(list((out / "overlays").iterdir())) == 3
     capsys.readouterr()
-    assert run_main(["--log_dir", str(log_dir), paths[1], "--out", str(out), "--cam_threshold", str(TAU)]) == 0
+    assert predict_main(["--log_dir", str(log_dir), paths[1], "--out", str(out), "--cam_threshold", str(TAU)]) == 0
     assert f"replaced the earlier predictions in {out}" in capsys.readouterr().err
     assert sorted(os.listdir(out)) == ["overlays", "predictions.csv", "predictions.jsonl"]   # no stale skipped.tsv
     assert [p.name for p in (out / "overlays").iterdir()] == ["00000_gray.png"]
     assert [r["image"] for r in read_jsonl(out / "predictions.jsonl")] == [paths[1]]
     (out / "notes.txt").write_text("mine")
-    assert run_main(["--log_dir", str(log_dir), paths[1], "--out", str(out)]) == 2
+    assert predict_main(["--log_dir", str(log_dir), paths[1], "--out", str(out)]) == 2
     assert "holds files that are not a predict.py output (notes.txt)" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"
 
@@ -322,12 +322,12 @@ def test_a_reused_out_folder_keeps_nothing_of_the_earlier_predictions(trained, i
 @pytest.mark.parametrize("target", ["--out", "--save_cams"])
 def test_unwritable_predict_and_evaluate_outputs_are_one_line(trained, images, tmp_path, capsys, target):
     from train import main as train_main
-    from utils.evaluation.predict import run_main
+    from utils.evaluation.predict import main as predict_main
     data_dir, log_dir = trained
     a_file = tmp_path / "a_file"
     a_file.write_text("x\n")
     if target == "--out":
-        assert run_main(["--log_dir", str(log_dir), images[1][0], "--out", str(a_file / "pred")]) == 2
+        assert predict_main(["--log_dir", str(log_dir), images[1][0], "--out", str(a_file / "pred")]) == 2
         program = "predict.py"
     else:
         assert train_main(train_command(data_dir, log_dir, "--evaluate", "--save_cams", str(a_file / "cams"),
@@ -350,14 +350,13 @@ def test_a_failed_export_leaves_nothing_and_its_rerun_is_not_refused(trained, tm
         real_save(self, *args, **kwargs)                     # the variables are written, then the disk is full
         raise tf.errors.ResourceExhaustedError(None, None, "saved_model.pb; No space left on device")
 
-    from utils.errors import exit_on_user_error
     (tmp_path / "a_file").write_text("x\n")
-    assert exit_on_user_error("export", main, ["--log_dir", str(log_dir), "--out", str(tmp_path / "a_file" / "sm")]) == 2
+    assert main(["--log_dir", str(log_dir), "--out", str(tmp_path / "a_file" / "sm")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == \
         f"export: error: cannot create the folder {tmp_path / 'a_file'}: a file of that name is in the way"
     os.remove(tmp_path / "a_file")
     monkeypatch.setattr(tf.saved_model.builder.SavedModelBuilder, "save", full_disk)
-    assert exit_on_user_error("export", main, ["--log_dir", str(log_dir), "--out", str(tmp_path / "sm")]) == 2
+    assert main(["--log_dir", str(log_dir), "--out", str(tmp_path / "sm")]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == f"export: error: cannot write the SavedModel {tmp_path / 'sm'}: saved_model.pb; No space left on device"
     assert os.listdir(tmp_path) == []

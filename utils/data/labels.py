@@ -9,7 +9,7 @@ One line per (image, box)::
 * fields are separated by TABs (the project writes TABs); a line with a TAB is split on
   TABs only, so paths may contain spaces; a line without any TAB (legacy lists) is split
   on whitespace;
-* the path is relative to the image root of the data set (see ``utils.data.dataflow.dataset_paths``);
+* the path is relative to the image root of the data set (see ``utils.data.paths.dataset_paths``);
 * the class index is 0-based;
 * the box is in pixels of the original image, ``x1 y1 x2 y2`` (inclusive corners, the
   ``plus_one`` convention of ``utils.boxes``); boxes are not clipped to the image (36

@@ -249,6 +249,11 @@ def to_metadata(label_dir, out_dir, dataset, image_root):
 
 
 def main(argv=None):
+    """The command line; a wrong input: one ``utils.data.metadata: error: ...`` line on stderr, exit 2."""
+    return exit_on_user_error("utils.data.metadata", _main, argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m utils.data.metadata",
                                      description="Convert wsolevaluation metadata folders to label lists and back.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -270,4 +275,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_user_error("utils.data.metadata", main))
+    sys.exit(main())

@@ -41,6 +41,7 @@ import numpy as np
 from utils.atomic import atomic_open, write_bytes, write_text
 from utils.errors import UserError, exit_on_user_error
 from utils.data.labels import LabelEntry, read_label_list, write_label_list
+from utils.data.paths import CLASS_NAMES_FILE
 from utils.data.masks import MASKS_FOLDER, mask_file, object_pixels, write_mask
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -202,7 +203,7 @@ def regenerate_cub_labels(dataset_dir, output_dir, labels_dir):
     classes_file = os.path.join(metadata_dir, "classes.txt")
     if os.path.isfile(classes_file):
         with open(classes_file, "rb") as f:
-            write_bytes(os.path.join(out_dir, "words.txt"), f.read())
+            write_bytes(os.path.join(out_dir, CLASS_NAMES_FILE), f.read())
     return differences
 
 

@@ -5,7 +5,7 @@ the CAM of class ``c`` is ``sum_k W[k, c] * F[:, :, k]`` (no ReLU).  The release
 code obtains the same map as spatially averaged gradients of the class logit; for
 a GAP+FC head the two are identical, so no gradient is needed.
 
-Fusion rules for E2Net's parallel OSE heads (DESIGN.md section 3):
+Fusion rules for E2Net's parallel OSE heads (the released quirk: docs/fidelity.md):
 
 ``'mean_weights_max_maps'``    the released VGG rule: the mean of the heads' FC
                                weights applied to the element-wise max of the

@@ -10,7 +10,8 @@ IoU always uses the +1 (inclusive pixel) convention of ``utils.boxes.box_iou``.
     gray with OpenCV's RGB->GRAY weights and keeps pixels whose gray value is
     above ``int(max_gray * tau)``.  The gray LUT is monotone, so this keeps
     exactly the pixels with ``floor(256 t) >= k(tau)``
-    (``reference_threshold_index``; tabulated in ``shared/thresholds.tsv``).
+    (``reference_threshold_index``; tabulated in ``../shared/thresholds.tsv`` beside the checkout,
+    which tests/test_localization.py checks it against).
     Box: the bounding rectangle of the largest contour (``cv2.contourArea``),
     not clipped; no contour -> ``[0, 0, 1, 1]``.
 

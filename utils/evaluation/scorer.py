@@ -46,6 +46,7 @@ from utils.atomic import write_json
 from utils.data.masks import MaskError, load_mask, mask_file, mask_in_crop, object_pixels
 from utils.evaluation import report
 from utils.errors import UserError, exit_on_user_error
+from utils.flags import out_of_range
 from utils.evaluation.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
 from utils.evaluation.pxap import NoForegroundError
 
@@ -80,14 +81,9 @@ class EvaluationInputError(UserError, ValueError):
     """Bad scorer input; the message names the offending file."""
 
 
-def read_box_list(path):
-    """``{name: (class_index, boxes [n, 4] float64)}`` of a label list (``utils.data.labels``
-    format: several lines with one name = several GT boxes), in file order."""
-    return {name: (entry.label, entry.boxes.astype(np.float64)) for name, entry in read_entries(path).items()}
-
-
-def read_entries(path):
-    """``{name: LabelEntry}`` of a label list, each with at least one box."""
+def entries_by_name(path):
+    """``{name: LabelEntry}`` of a label list (``utils.data.labels`` format: several lines with
+    one name = several GT boxes), in file order, each with at least one box."""
     try:
         entries = read_label_list(path)
     except LabelListError as error:
@@ -153,7 +149,7 @@ def evaluate_cam_dir(cam_dir, label_file, cam_threshold=DEFAULT_CAM_THRESHOLD, m
     if mask_dir is not None and not os.path.isdir(mask_dir):
         raise EvaluationInputError(f"mask folder {mask_dir} not found")
     crop_size = read_frame(cam_dir)
-    box_list = read_entries(label_file)
+    box_list = entries_by_name(label_file)
     expected = {cam_file_name(name): name for name in box_list}
     found = {os.path.relpath(os.path.join(root, file), cam_dir)
              for root, _, files in os.walk(cam_dir) for file in files if file.endswith(".npy")}
@@ -213,10 +209,10 @@ def warnings_text(metrics):
 
 def main(argv=None):
     """The command line; bad input: one ``scorer: error: ...`` line on stderr, exit 2."""
-    return exit_on_user_error("scorer", run, argv)
+    return exit_on_user_error("scorer", _main, argv)
 
 
-def run(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description="Score a directory of CAMs (.npy) against GT boxes.")
     parser.add_argument("--cam_dir", required=True, help="folder of <name>.npy 2-D CAMs")
     parser.add_argument("--label_file", required=True, help="lines 'name class x1 y1 x2 y2'")
@@ -229,8 +225,9 @@ def run(argv=None):
                         help="object masks <mask_dir>/<name>.png (nonzero = object): adds PxAP and PIoU")
     parser.add_argument("--out", default="metrics.json", help="metrics JSON to write")
     args = parser.parse_args(argv)
-    if not 0 <= args.cam_threshold <= 1:
-        raise EvaluationInputError(f"--cam_threshold must be in [0, 1], got {args.cam_threshold}")
+    problem = out_of_range("cam_threshold", args.cam_threshold)
+    if problem:
+        raise EvaluationInputError(problem)
     metrics = evaluate_cam_dir(args.cam_dir, args.label_file, args.cam_threshold,
                                multi_contour=not args.single_contour, mask_dir=args.mask_dir)
     table = report.reference_table if args.protocol == "reference" else report.box_accuracy_table
