@@ -62,7 +62,10 @@ def test_each_method_learns_and_is_evaluated_like_cam(runs, method):
     if method == "FSL":   # no validation pass: the newest checkpoint is evaluated
         assert "val-error-top1" not in stats[-1]
         assert metrics["checkpoint"].endswith(f"model-{EPOCHS * STEPS}")
+        # no classifier: no classification numbers (not a chance-level Top-1 Cls presented as a result)
+        assert not {"top1_cls", "top5_cls", "top1_loc", "top5_loc"} & set(metrics)
     else:
+        assert {"top1_cls", "top5_cls", "top1_loc", "top5_loc"} <= set(metrics)
         assert metrics["checkpoint"].endswith("min-val-error-top1")
 
 
