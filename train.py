@@ -56,6 +56,8 @@ def main(argv=None):
         select_gpus(args)
         resolve(args, class_list_size, gpu_present=compat.gpu_available(), explicit=explicit)
         check_model(args)
+        from utils.training.precision import check_run
+        check_run(args)
         if not args.evaluate:
             from utils.training.loop import train
             train(args)

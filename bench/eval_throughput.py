@@ -1,6 +1,7 @@
 """Throughput of CAM -> box -> metrics, and a check that the fast sweep is exact.
 
     python bench/eval_throughput.py [--quick] [--images N] [--repeats R] [--out FILE]
+                                    [--precision bf16 [--windows W]]
 
 Measures images/s of
   (a) the reference protocol at one threshold (normalise, box, IoU);
@@ -17,6 +18,17 @@ Inputs are random smooth CAMs (sums of Gaussians on a 14x14 grid, resized to
 224x224) with random GT boxes near the blobs.  Prints medians over repeats and the
 speed-up of (b) over (c), writes JSON, and exits with 1 unless (b) and (c) give
 identical reference boxes at every threshold and identical metrics.
+
+With ``--precision bf16`` (or fp16 on a GPU) it also times (e) the network half of the
+evaluation pass: the predictor ``train.py --evaluate`` builds (``utils.evaluation.evaluate.
+make_predictor``: top-5, per-head feature maps and FC weights) on one randomly initialised
+checkpoint, once at fp32 and once at the precision (``utils.training.precision``), for
+VGG16-GAP and ResNet50-SE, CAM and E2Net, at 224 px (full width, batch 8; ``--quick``: 32 px,
+width 0.125, VGG16-GAP E2Net).  Windows of the two predictors alternate in one process (the
+load average is printed); reported: images/s of each (median over windows), the paired ratio
+(median over windows of precision window i / fp32 window i) and the lowest Pearson
+correlation of an image's fused GT-class CAM between the two.  Needs TensorFlow and grappler
+(``E2NET_GRAPH_OPTIMIZER`` not ``off``).
 """
 import os
 import sys
@@ -39,6 +51,7 @@ from utils.evaluation.metrics import (DEFAULT_IOU_THRESHOLDS, DEFAULT_SWEEP_THRE
                               WSOLEvaluator)
 from utils.evaluation.localization import normalize_cam, reference_box, reference_boxes, resize_cam  # noqa: E402
 from utils.evaluation.pxap import PxAPAccumulator  # noqa: E402
+from utils.flags import PRECISIONS  # noqa: E402
 from utils.atomic import write_json  # noqa: E402
 
 IMAGE_SIZE = 224
@@ -188,6 +201,78 @@ def pxap_scaling(num_images, factor, seed):
             "pxap_peak_memory_ratio": large_peak / small_peak, "pxap_of_large_run": pxap}
 
 
+# --------------------------------------------------------------------------- (e) network pass
+
+NETWORK_CONFIGS = [("vgg_gap", "CAM"), ("vgg_gap", "E2Net"), ("resnet", "CAM"), ("resnet", "E2Net")]
+NETWORK_FULL = dict(size=224, width=1.0, batch=8, windows=5)
+NETWORK_QUICK = dict(size=32, width=0.125, batch=4, windows=3, configs=[("vgg_gap", "E2Net")])
+
+
+def network_pass(precision_name, quick, windows=None, allow_slow=False):
+    """(e): ``[record]`` of the evaluation predictor at fp32 and at ``precision_name``, alternating."""
+    import tempfile
+    from utils import compat  # noqa: F401  (first: TensorFlow set-up)
+    from utils.compat import tf
+    from utils.config import model_spec, parse_args
+    from utils.evaluation.cam import fuse_heads, fusion_rule
+    from utils.evaluation.evaluate import make_predictor
+    from utils.training import precision
+    from models.wsol_model import WSOLModel
+    from tensorpack.tfutils.tower import TowerContext
+
+    setting = dict(NETWORK_QUICK if quick else NETWORK_FULL)
+    windows = windows or setting["windows"]
+    note = precision.check(precision_name, precision.running_on_gpu(), allow_slow)
+    print(note, flush=True)
+    records = []
+    for arch, method in setting.get("configs", NETWORK_CONFIGS):
+        with tempfile.TemporaryDirectory(prefix="eval_throughput_") as folder:
+            argv = ["--dataset_name", "CUB" if not quick else "SYNTH", "--arch_name", arch, "--method_name", method,
+                    "--final_size", str(setting["size"]), "--width_multiplier", str(setting["width"]),
+                    "--log_dir", os.path.join(folder, "run")] + (["--number_of_class", "4"] if quick else [])
+            args = {name: parse_args(argv + ["--precision", name]) for name in ("fp32", precision_name)}
+            with tf.Graph().as_default():
+                model = WSOLModel(model_spec(args["fp32"]))
+                inputs = [tf.placeholder(t.dtype, t.shape, t.name) for t in model.inputs()]
+                with TowerContext("", is_training=False):
+                    model.build_graph(*inputs)
+                with tf.Session() as sess:
+                    sess.run(tf.global_variables_initializer())
+                    checkpoint = tf.train.Saver().save(sess, os.path.join(folder, "model"), global_step=1)
+            predictors = {name: make_predictor(a, checkpoint) for name, a in args.items()}
+            rng = np.random.default_rng(0)
+            small = rng.integers(0, 256, (setting["batch"], setting["size"] // 8, setting["size"] // 8, 3), np.uint8)
+            images = np.stack([cv2.resize(image, (setting["size"],) * 2, interpolation=cv2.INTER_CUBIC)
+                               for image in small])
+            labels = np.arange(setting["batch"]) % model.spec.num_classes
+            rule = fusion_rule("released", arch)
+            rates = {name: [] for name in predictors}
+            cams = {}
+            for name, (predictor, heads) in predictors.items():   # warm-up: grappler's rewrite, first run
+                _, *outputs = predictor(images)
+                cams[name] = fuse_heads(outputs[:heads], outputs[heads:], labels, rule)
+            for _ in range(windows):
+                for name, (predictor, _) in predictors.items():
+                    start = time.perf_counter()
+                    predictor(images)
+                    rates[name].append(len(images) / (time.perf_counter() - start))
+        correlation = min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(cams["fp32"], cams[precision_name]))
+        record = {"arch": arch, "method": method, "image_size": setting["size"], "width_multiplier": setting["width"],
+                  "batch": setting["batch"], "precision": precision_name,
+                  "images_per_s_fp32": statistics.median(rates["fp32"]),
+                  "images_per_s_precision": statistics.median(rates[precision_name]),
+                  "samples_fp32": rates["fp32"], "samples_precision": rates[precision_name],
+                  "ratio_precision_to_fp32_paired": statistics.median(
+                      p / f for p, f in zip(rates[precision_name], rates["fp32"])),
+                  "min_cam_correlation": float(correlation), "loadavg": os.getloadavg()}
+        records.append(record)
+        print(f"(e) {arch:8s} {method:6s} {setting['size']}px  fp32 {record['images_per_s_fp32']:8.2f}  "
+              f"{precision_name} {record['images_per_s_precision']:8.2f} img/s  paired "
+              f"{record['ratio_precision_to_fp32_paired']:.3f}  CAM correlation >= {correlation:.5f}  "
+              f"load {record['loadavg'][0]:.2f}", flush=True)
+    return records
+
+
 # --------------------------------------------------------------------------- check and timing
 
 def identical(images, fast_metrics, fast_records, naive_metrics, naive_boxes):
@@ -226,6 +311,11 @@ def main(argv=None):
     parser.add_argument("--pxap_images", type=int, default=50,
                         help=f"(d): PxAP over this many images and {PXAP_FACTOR} times as many")
     parser.add_argument("--out", default=os.path.join("bench", "results", "eval_throughput.json"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="(e): also time the evaluation predictor at this precision against fp32")
+    parser.add_argument("--allow_slow_precision", action="store_true",
+                        help="--precision bf16 on a CPU without native bf16")
+    parser.add_argument("--windows", type=int, default=None, help="(e): alternating windows per predictor")
     args = parser.parse_args(argv)
     num_images, repeats = (4, 1) if args.quick else (args.images, args.repeats)
 
@@ -258,6 +348,11 @@ def main(argv=None):
     print(f"PxAP {PXAP_FACTOR if not args.quick else 8}x the images: time per image x"
           f"{result['pxap_time_per_image_ratio']:.2f}, peak memory x{result['pxap_peak_memory_ratio']:.2f} "
           "(flat = 1.00)")
+    if args.precision != "fp32":
+        print(f"load average at the start of (e) (1, 5, 15 min): {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
+              f"on {os.cpu_count()} cores", flush=True)
+        result["network_pass"] = network_pass(args.precision, args.quick, args.windows, args.allow_slow_precision)
+        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, result, indent=2)
     print(f"wrote {args.out}")

@@ -1,7 +1,7 @@
 """Training throughput through the project's real training path, against a bare session
 loop on the same graph, and against the machine's matmul ceiling.
 
-    python bench/train_throughput.py [--quick] [--gpus N] [--out FILE]
+    python bench/train_throughput.py [--quick] [--gpus N] [--precision P] [--out FILE]
                                      [--warmup W] [--window K] [--windows R]
 
 For each configuration {VGG16-GAP, ResNet50-SE} x {CAM, E2Net} at 224 px (full width,
@@ -35,6 +35,16 @@ ceiling   median GFLOP/s of a 2048 x 2048 float32 ``tf.matmul`` (variables, TF d
 CPU use   for the timed windows of each path: CPU time of the training process's threads
           and busy time of the whole machine (/proc/stat) per wall second, to show how much
           of the machine the run actually had (other processes share it).
+
+Precision (``--precision bf16`` / ``fp16``, default fp32): the project path trains at that
+precision (``utils.training.precision``: the run's session config gets the grappler rewrite,
+fp16 wraps the optimizer in dynamic loss scaling), and so does the bare loop (TF's default
+config plus the same rewrite); a second bare loop on the same graph in fp32 runs a window after
+each of them.  ``ratio_precision_to_fp32_bare_paired`` (median over windows of bare window i /
+bare fp32 window i) is the speed-up of the precision itself; ``ratio_project_to_bare`` stays at
+the run's precision, and ``ratio_project_to_fp32_bare_paired`` is what the project path at that
+precision gives against a bare fp32 loop.  The machine's load average is printed and recorded
+per configuration (``loadavg``).
 
 Timing: both paths live in one process.  The bare loop takes ``W`` warm-up steps, then
 the project trainer starts: ``W`` warm-up steps, then ``R`` windows of ``K`` steps, and
@@ -80,6 +90,7 @@ sys.path.insert(0, REPO_ROOT)  # run as a plain script: make ``utils`` and ``mod
 
 from utils import compat  # noqa: E402  (first: TF1 graph mode, legacy Keras, tensorpack shims)
 from utils.compat import tf  # noqa: E402
+from utils.flags import PRECISIONS  # noqa: E402
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -212,7 +223,8 @@ def run_args(job):
     argv = ["--dataset_name", setting["dataset"], "--arch_name", job["arch"], "--method_name", job["method"],
             "--final_size", str(setting["image_size"]), "--width_multiplier", str(setting["width_multiplier"]),
             "--batch_size", str(setting["batch"]), "--data_format", job["data_format"],
-            "--base_lr", str(BENCH_LR), "--log_dir", os.path.join(tempfile.gettempdir(), "train_throughput_unused")]
+            "--base_lr", str(BENCH_LR), "--log_dir", os.path.join(tempfile.gettempdir(), "train_throughput_unused"),
+            "--precision", job["precision"]]
     if job["towers"] > 1:
         argv += ["--gpu", ",".join(str(i) for i in range(job["towers"]))]
     if job["workers"] is not None:
@@ -260,9 +272,10 @@ class BareLoop:
     project's ``StopOnNonFiniteLoss`` does.  TF's default session config (plus soft placement).
     """
 
-    def __init__(self, spec, batch_arrays, device):
+    def __init__(self, spec, batch_arrays, device, precision_name="fp32"):
         from tensorpack.tfutils.tower import TowerContext
         from models.wsol_model import WSOLModel
+        from utils.training import precision
 
         graph = tf.Graph()
         with graph.as_default(), tf.device(device):
@@ -271,13 +284,14 @@ class BareLoop:
                     for array, name in zip(batch_arrays, ("input", "label", "bbox"))]
             with TowerContext("", is_training=True):
                 self.cost = model.build_graph(*held)
-                opt = model.optimizer()
+                opt = precision.loss_scaled(model.optimizer(), precision_name)
                 grads = opt.compute_gradients(self.cost, gate_gradients=False, colocate_gradients_with_ops=True)
                 train_op = opt.apply_gradients([(g, v) for g, v in grads if g is not None])
             self.step = tf.group(train_op, *tf.get_collection(tf.GraphKeys.UPDATE_OPS))
             init = [tf.global_variables_initializer(), tf.local_variables_initializer()]
             init += [v.initializer for v in held]
-        self.sess = tf.Session(graph=graph, config=tf.ConfigProto(allow_soft_placement=True))
+        config = precision.with_rewrite(tf.ConfigProto(allow_soft_placement=True), precision_name, device != "/cpu:0")
+        self.sess = tf.Session(graph=graph, config=config)
         self.sess.run(init)
         self.nonfinite_steps = 0
         self.meter = CpuMeter()
@@ -299,7 +313,7 @@ class BareLoop:
         self.sess.close()
 
 
-def project_run(args, spec, label_file, image_root, towers, bare, warmup, window, windows):
+def project_run(args, spec, label_file, image_root, towers, bare, warmup, window, windows, bare_fp32=None):
     """Train through the project's path; a callback times every step and, after each
     timed window, runs one window of the bare loop (so both see the same machine load).
 
@@ -311,6 +325,7 @@ def project_run(args, spec, label_file, image_root, towers, bare, warmup, window
     from models.wsol_model import WSOLModel
     from utils.data.dataflow import get_train_dataflow
     from utils.training.trainers import make_trainer
+    from utils.training import precision
     from utils.training.loop import StopOnNonFiniteLoss
 
     class CountNonFiniteLoss(StopOnNonFiniteLoss):
@@ -324,7 +339,7 @@ def project_run(args, spec, label_file, image_root, towers, bare, warmup, window
         """Wall clock after every step; a bare window after every project window."""
 
         def __init__(self):
-            self.project, self.bare, self.queued = [], [], []
+            self.project, self.bare, self.bare_fp32, self.queued = [], [], [], []
             self.project_meter, self.bare_meter = CpuMeter(), CpuMeter()
 
         def _setup_graph(self):
@@ -353,6 +368,8 @@ def project_run(args, spec, label_file, image_root, towers, bare, warmup, window
                 self.project_meter.add(self._window_start, cpu_snapshot())
                 self.queued.append(self._refilled_queue())
                 self.bare.extend(bare.run(window, self.bare_meter))
+                if bare_fp32 is not None:
+                    self.bare_fp32.extend(bare_fp32.run(window))
             self._mark = time.perf_counter()
             if done >= 0 and done % window == 0:
                 self._window_start = cpu_snapshot()
@@ -361,7 +378,9 @@ def project_run(args, spec, label_file, image_root, towers, bare, warmup, window
     queue_input = QueueInput(get_train_dataflow(label_file, image_root, args.final_size, args.batch_size // towers,
                                                 workers=args.workers, on_bad_image="error", seed=0))
     timer = InterleavedTimer()
-    config = TrainConfig(model=WSOLModel(spec), data=queue_input, callbacks=[CountNonFiniteLoss(), timer],
+    config = TrainConfig(model=precision.for_training(WSOLModel(spec), args.precision), data=queue_input,
+                         callbacks=[CountNonFiniteLoss(), timer] + precision.callbacks(args.precision),
+                         session_creator=precision.session_creator(args.precision, spec.data_format == "NCHW"),
                          # + 1 untimed step: tensorpack evaluates all summaries in an epoch's
                          # last step (MergeAllSummaries), once per epoch in real training
                          steps_per_epoch=warmup + window * windows + 1, max_epoch=1)
@@ -399,17 +418,31 @@ def run_child(job):
                            size=setting["source_size"], seed=0)
         label_file, image_root = os.path.join(data_dir, "train.txt"), os.path.join(data_dir, "images")
         batch_arrays = first_batch(label_file, image_root, args.final_size, per_tower)
-        bare = BareLoop(spec, batch_arrays, "/gpu:0" if job["data_format"] == "NCHW" else "/cpu:0")
+        device = "/gpu:0" if job["data_format"] == "NCHW" else "/cpu:0"
+        bare = BareLoop(spec, batch_arrays, device, args.precision)
+        bare_fp32 = BareLoop(spec, batch_arrays, device) if args.precision != "fp32" else None
         bare_warmup = bare.run(warmup)
+        if bare_fp32 is not None:
+            bare_fp32.run(warmup)
         timer, project_nonfinite = project_run(
-            args, spec, label_file, image_root, towers, bare, warmup, window, windows)
+            args, spec, label_file, image_root, towers, bare, warmup, window, windows, bare_fp32)
         bare.close()
+        if bare_fp32 is not None:
+            bare_fp32.close()
     project = timer.project
     samples_bare = [rate * towers for rate in window_rates(timer.bare, per_tower, 0, window, windows)]
     samples_project = window_rates(project, args.batch_size, warmup, window, windows)
     own_project, busy_project = timer.project_meter.cores()
     own_bare, busy_bare = timer.bare_meter.cores()
-    return {
+    precision_record = {"precision": args.precision}
+    if bare_fp32 is not None:
+        samples_fp32 = [rate * towers for rate in window_rates(timer.bare_fp32, per_tower, 0, window, windows)]
+        precision_record.update(
+            images_per_s_bare_fp32=statistics.median(samples_fp32), samples_bare_fp32=samples_fp32,
+            ratio_precision_to_fp32_bare_paired=statistics.median(b / f for b, f in zip(samples_bare, samples_fp32)),
+            ratio_project_to_fp32_bare_paired=statistics.median(p / f for p, f in zip(samples_project, samples_fp32)),
+            nonfinite_steps_bare_fp32=bare_fp32.nonfinite_steps)
+    return {**precision_record, "loadavg": os.getloadavg(),
         "arch": job["arch"], "method": job["method"], "setting": job["setting"],
         "image_size": args.final_size, "width_multiplier": args.width_multiplier,
         "batch": args.batch_size, "towers": towers, "data_format": spec.data_format,
@@ -489,6 +522,21 @@ def print_table(records, ceiling, per_core_ceiling):
         print(f"project/bare >= {RATIO_TARGET} for every configuration")
 
 
+def print_precision_table(records, name):
+    """bf16 (or fp16) against fp32: the bare loops' paired ratio, project/bare at the precision,
+    the project path at the precision against the bare fp32 loop, and the load during the run."""
+    rows = [[ARCH_NAMES[r["arch"]], r["method"], r["image_size"], r["width_multiplier"], r["batch"],
+             r["images_per_s_bare_fp32"], r["images_per_s_bare"], r["images_per_s_project"],
+             r["ratio_precision_to_fp32_bare_paired"], r["ratio_project_to_bare"],
+             r["ratio_project_to_fp32_bare_paired"], r["loadavg"][0], r["machine_busy_cores_project"]]
+            for r in records]
+    print(tabulate(rows, ["backbone", "method", "size", "width", "batch", "img/s bare fp32", f"img/s bare {name}",
+                          f"img/s project {name}", f"{name}/fp32 (bare, paired)", f"project/bare ({name})",
+                          f"project {name} / bare fp32 (paired)", "load (1 min)", "cores busy (machine)"],
+                   tablefmt="github", floatfmt=("", "", "", ".3g", "", ".2f", ".2f", ".2f", ".3f", ".3f", ".3f",
+                                                ".2f", ".2f")))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -506,6 +554,11 @@ def build_parser():
     parser.add_argument("--window", type=int, default=None, help="override the steps per timing window")
     parser.add_argument("--windows", type=int, default=None, help="override the number of timing windows")
     parser.add_argument("--matmul_repeats", type=int, default=None, help="matmul repeats (default 15; quick 5)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="train at this precision (utils.training.precision); a reduced one is also timed "
+                             "against a bare fp32 loop in alternating windows")
+    parser.add_argument("--allow_slow_precision", action="store_true",
+                        help="--precision bf16 on a CPU without native bf16")
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "bench", "results", "train_throughput.json"))
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child_result", default=None, help=argparse.SUPPRESS)
@@ -531,7 +584,13 @@ def main(argv=None):
     gpus = args.gpus if args.gpus is not None else (1 if gpu else 0)
     towers = max(1, gpus)
     data_format = args.data_format or ("NCHW" if gpu else "NHWC")
+    from utils.training import precision
+    note = precision.check(args.precision, data_format == "NCHW", args.allow_slow_precision)
+    if note:
+        print(note, flush=True)
     loadavg_start = os.getloadavg()
+    print(f"load average at the start (1, 5, 15 min): {' '.join(f'{v:.2f}' for v in loadavg_start)} "
+          f"on {os.cpu_count()} cores", flush=True)
     repeats = args.matmul_repeats or (5 if args.quick else 15)
     ceiling_samples, per_cpu_second = matmul_ceiling(repeats)
     ceiling = statistics.median(ceiling_samples)
@@ -541,14 +600,17 @@ def main(argv=None):
     for setting, arch, method in plan(args):
         s = SETTINGS[setting]
         job = {"setting": setting, "arch": arch, "method": method, "towers": towers, "data_format": data_format,
-               "workers": args.workers,
+               "workers": args.workers, "precision": args.precision,
                "warmup": args.warmup if args.warmup is not None else s["warmup"],
                "window": args.window or s["window"], "windows": args.windows or s["windows"]}
         timing[setting] = {k: job[k] for k in ("warmup", "window", "windows")}
         record = finish_record(launch_child(job), ceiling)
         records.append(record)
+        versus = (f"  bare fp32 {record['images_per_s_bare_fp32']:8.2f}  {args.precision}/fp32 (bare, paired) "
+                  f"{record['ratio_precision_to_fp32_bare_paired']:.3f}" if "images_per_s_bare_fp32" in record else "")
         print(f"{ARCH_NAMES[arch]:12s} {method:6s} {s['image_size']:4d}px  project {record['images_per_s_project']:8.2f}"
-              f"  bare {record['images_per_s_bare']:8.2f} img/s  ({record['wall_s']:.0f} s)", flush=True)
+              f"  bare {record['images_per_s_bare']:8.2f} img/s{versus}  load {record['loadavg'][0]:.2f}"
+              f"  ({record['wall_s']:.0f} s)", flush=True)
 
     # Measured again at the end; the ceiling is the median of both sets of repeats.
     after_samples, after_per_cpu_second = matmul_ceiling(repeats)
@@ -559,6 +621,9 @@ def main(argv=None):
     records = [finish_record(record, ceiling, per_core_ceiling) for record in records]
     print()
     print_table(records, ceiling, per_core_ceiling)
+    if args.precision != "fp32":
+        print_precision_table(records, args.precision)
+    print(f"load average at the end (1, 5, 15 min): {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     result = {"matmul_gflops_ceiling": ceiling, "matmul_gflops_samples": ceiling_samples,
               "matmul_gflops_per_cpu_second": per_core_ceiling,
               "matmul_gflops_ceiling_idle_estimate": per_core_ceiling * (os.cpu_count() or 1),

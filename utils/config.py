@@ -191,12 +191,13 @@ def resolve_log_dir(log_dir):
     return log_dir
 
 
-def run_config(log_dir_or_ckpt, gpu_present=False):
+def run_config(log_dir_or_ckpt, gpu_present=False, flags=()):
     """The resolved configuration of a trained run, read from its ``config.json``, as
     ``--evaluate`` resolves it (``inherit_run_config``).
 
     ``log_dir_or_ckpt`` is a run folder or a checkpoint path inside one (then it becomes
-    ``load``).  Placement (GPUs, trainer, cluster, data format) is this machine's.
+    ``load``).  Placement (GPUs, trainer, cluster, data format, precision) is this machine's;
+    ``flags``: more train.py flags of this use of the run (e.g. ``["--precision", "bf16"]``).
     """
     path = os.path.normpath(log_dir_or_ckpt)
     if not os.path.isdir(path) and not glob.glob(glob.escape(path) + ".*"):
@@ -206,4 +207,4 @@ def run_config(log_dir_or_ckpt, gpu_present=False):
     if not os.path.isfile(config_file):
         raise ConfigError(f"{config_file}: no such file ({log_dir_or_ckpt} is not a run folder written by train.py)")
     load = [] if path == run_dir else ["--load", path]
-    return parse_args(["--evaluate", "--log_dir", run_dir] + load, gpu_present=gpu_present)
+    return parse_args(["--evaluate", "--log_dir", run_dir] + load + list(flags), gpu_present=gpu_present)

@@ -45,6 +45,7 @@ from models.spec import ARCH_ALIASES, ARCHS, ModelSpec
 DATASET_ALIASES = {"ImageNet": "ILSVRC"}  # released name; CUB, ILSVRC, SYNTH have presets, any name works
 TRAINERS = ("replicated", "parameter_server", "horovod", "distributed_replicated", "distributed_ps")
 CAM_FUSIONS = ("released", "max", "mean")
+PRECISIONS = ("fp32", "bf16", "fp16")      # utils.training.precision says what each one runs
 
 # Released presets of None defaults.
 STEPSCALE = {"CUB": 5.0, "ILSVRC": 0.2}
@@ -222,6 +223,14 @@ COMMON_FLAGS = (
          help="force a data format"),
     Flag("log_dir", "placement",
          help="run folder (a bare name goes under train_log/); rerunning resumes from it"),
+    # placement: the arithmetic of this process (recorded per run and per evaluation, never inherited:
+    # variables and checkpoints are fp32 whatever the precision)
+    Flag("precision", "placement", default="fp32", choices=PRECISIONS,
+         help="arithmetic of training and evaluation (variables and checkpoints stay fp32; not taken from a "
+              "run's config.json): fp32 as released; bf16 = TensorFlow's oneDNN bf16 rewrite on CPUs with "
+              "native bf16; fp16 = its GPU fp16 rewrite with dynamic loss scaling (utils/training/precision.py)"),
+    Flag("allow_slow_precision", "placement", type=None, default=False,
+         help="run --precision bf16 on a CPU without native bf16 (emulated: slower than fp32)"),
 )
 FLAGS = COMMON_FLAGS + method_flags()
 

@@ -32,6 +32,7 @@ import numpy as np
 from tabulate import tabulate
 
 from utils.atomic import make_folder, write_figure, write_json, write_text
+from utils.flags import PRECISIONS
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
 from utils.recipes import ARCHS, REGIMES, backbone_options, recipe, recipe_defaults, regime_options
@@ -74,7 +75,7 @@ OUT = {"pretrained": os.path.join(REPO, "train_log", "study_pretrained"), "scrat
 DEFAULTS = {"regime": "pretrained", "methods": [m for m in METHODS if m not in BASELINES], "seeds": [0, 1, 2],
             "arch": "resnet", "size": 96, "width": 0.25, "batch": 32, "steps_per_epoch": None,
             "num_classes": 10, "num_train": 2000, "num_val": 500, "image_size": 128, "data_seed": 0,
-            "control_variant": "control", "examples": 4, "workers": None}
+            "control_variant": "control", "examples": 4, "workers": None, "precision": "fp32"}
 TINY = {"regime": "scratch", "methods": ["CAM", "ADL"], "seeds": [0, 1], "epochs": 1, "steps_per_epoch": 2, "size": 32,
         "width": 0.125, "batch": 16, "num_classes": 4, "num_train": 64, "num_val": 16, "image_size": 64,
         "examples": 0}
@@ -138,6 +139,9 @@ def build_parser():
     p.add_argument("--control_variant", help="SYNTH variant of CAM-control (default 'control')")
     p.add_argument("--examples", type=int, help="example pictures per run (default 4)")
     p.add_argument("--workers", type=int, help="decoding workers per run (default: all cores)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="train.py --precision of every run (default fp32; a run records it, so fp32 and bf16 "
+                        "studies need different --out folders)")
     p.add_argument("--tiny", action="store_true",
                    help="smoke-test sizes: " + " ".join(f"{k}={v}" for k, v in TINY.items()) + " (flags still override)")
     return p
@@ -201,7 +205,7 @@ def run_options(args, method, seed, data_root):
                "method_name": spec.method_name, "final_size": args.size, "width_multiplier": args.width,
                "batch_size": args.batch, "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                "base_lr": args.base_lr, "clip_gradients": args.clip_gradients,
-               "lr_decay_epochs": args.lr_decay_epochs, "seed": seed}
+               "lr_decay_epochs": args.lr_decay_epochs, "seed": seed, "precision": args.precision}
     options.update(backbone_options(args.arch, spec.method_name))
     options.update(regime_options(args.arch, args.regime, args.width))
     options.update(spec.options)

@@ -28,6 +28,7 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
 from models.wsol_model import WSOLModel
+from models.methods.registry import method
 from utils.config import config_dict, model_spec
 from utils.data.dataflow import get_eval_dataflow
 from utils.data.labels import read_class_names
@@ -40,6 +41,7 @@ from utils.evaluation.held_out import held_out_selection
 from utils.evaluation.localization import resize_cam
 from utils.evaluation.report import MARKDOWN_FILE, write_report
 from utils.evaluation.results import building, mark_latest, new_result_dir
+from utils.training import precision
 from utils.training.checkpoints import checkpoint_to_evaluate, verify_checkpoint
 from utils.training.pretrained import CheckpointInit
 
@@ -87,6 +89,7 @@ def make_predictor(args, checkpoint, extra_outputs=()):
     heads = model.head_names
     outputs = ["top5"] + [f"features_{h}" for h in heads] + [f"fc_weights_{h}" for h in heads] + list(extra_outputs)
     config = PredictConfig(model=model, session_init=CheckpointInit(checkpoint),
+                           session_creator=precision.session_creator(args.precision, precision.running_on_gpu()),
                            input_names=["input"], output_names=outputs)
     return OfflinePredictor(config), len(heads)
 
@@ -129,7 +132,7 @@ def evaluation_pass(args, predictor, num_heads, label_file, image_root, masks, c
     stream = CamStream(predictor, num_heads, fusion_rule(args.cam_fusion, args.arch_name), label_file, image_root,
                        args.final_size, args.batch_size, args.workers, args.number_of_class, number_of_val, desc)
     scores = Scores(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval), masks,
-                    args.final_size, label_file)
+                    args.final_size, label_file, classifies=method(args.method_name).classifies)
     metrics = run_consumers(stream, scores, consumers)
     metrics.update(stream.data_report())
     if masks is not None and "pixel" not in metrics:
@@ -159,6 +162,7 @@ def evaluate(args):
                     f"utils.evaluation.scorer --cam_dir {args.save_cams} --label_file {cam_writer.labels_file} "
                     f"--cam_threshold {args.cam_threshold}")
     metrics["checkpoint"] = checkpoint
+    metrics["precision"] = precision.record(args.precision, precision.running_on_gpu())
     metrics["tau_chosen_on"] = inputs.tau_split[0] if held_out else "the evaluation list (best τ searched on it)"
     if held_out:
         metrics["held_out_tau"] = {"label_file": inputs.tau_split[1], "bad_images": held_out["bad_images"],

@@ -19,6 +19,11 @@ resize or crop images to ``S`` first, as ``predict.py`` does):
 
 ``DIR/assets.extra/class_names.txt`` holds the class names (one a line, index order) and
 ``DIR/assets.extra/export.json`` the run's configuration, the checkpoint and the fusion rule.
+
+Precision: the SavedModel's variables and graph are float32 whatever ``--precision`` the run
+trained with (``utils.training.precision``: the bf16 / fp16 rewrites are session options, not
+part of a graph), so the exported graph computes in float32 unless the process serving it
+turns a rewrite on in its own session config; export.json says so (``computes_in``).
 """
 from utils import compat  # noqa: F401  (first: TensorFlow set-up)
 import argparse
@@ -123,6 +128,7 @@ def _write_saved_model(args, out_dir, checkpoint, class_names):
                "".join(f"{name}\n" for name in class_names or [str(i) for i in range(args.number_of_class)]))
     write_json(os.path.join(extra, "export.json"),
                {"checkpoint": checkpoint, "input": f"uint8 RGB [N, {args.final_size}, {args.final_size}, 3]",
+                "computes_in": "float32 (variables and graph; the run's --precision is not exported)",
                 "cam_fusion": fusion_rule(args.cam_fusion, args.arch_name),
                  "config": config_dict(args)},
                indent=2, default=str)

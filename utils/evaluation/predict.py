@@ -35,6 +35,7 @@ from tensorpack.utils.utils import get_tqdm
 
 from utils.atomic import atomic_folder, write_image, write_npy
 from utils.config import resolve_log_dir, run_config
+from utils.flags import flag
 from utils.data.labels import read_class_names
 from utils.data.paths import run_class_names_file
 from utils.data.transforms import centre_crop_view, crop_boxes_to_original, decode_image
@@ -46,6 +47,7 @@ from utils.evaluation.localization import normalize_cam, reference_box, resize_c
 from utils.evaluation.report import METRICS_FILE, read_metrics
 from utils.evaluation.visualization import prediction_overlay
 from utils.training.checkpoints import checkpoint_to_evaluate
+from utils.training.precision import check_run
 
 VIEWS = ("resize", "centre_crop")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -371,6 +373,8 @@ def build_parser():
     p.add_argument("--image_root", default=None, help="folder the paths of a list are relative to "
                                                       "(default: the list's folder)")
     p.add_argument("--save_cams", action="store_true", help="also write each CAM as cams/<name>.npy")
+    for name in ("precision", "allow_slow_precision"):   # train.py's declarations (any run predicts in any precision)
+        flag(name).add_to(p)
     return p
 
 
@@ -382,7 +386,9 @@ def _main(argv=None):
     if problem:
         raise PredictError(problem)
     paths = collect_images(args.images, args.image_root)
-    run = run_config(args.load or resolve_log_dir(args.log_dir), gpu_present=compat.gpu_available())
+    run = run_config(args.load or resolve_log_dir(args.log_dir), gpu_present=compat.gpu_available(),
+                     flags=["--precision", args.precision] + ["--allow_slow_precision"] * args.allow_slow_precision)
+    check_run(run)
     records, skipped = predict_images(run, paths, args.out, args.cam_class, args.cam_threshold, args.view,
                                       args.batch_size, args.save_cams)
     note = f" ({len(skipped)} unreadable, skipped: {os.path.join(args.out, 'skipped.tsv')})" if skipped else ""

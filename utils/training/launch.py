@@ -47,10 +47,14 @@ def _normalised(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+# Values of options that records written before the option existed leave out.
+RECORDED_BEFORE = {"precision": "fp32"}
+
+
 def config_differences(config, options):
     """``[(name, recorded, wanted)]`` for the options (not None) a run configuration records otherwise."""
-    return [(name, config.get(name), _normalised(value)) for name, value in options.items()
-            if value is not None and config.get(name) != _normalised(value)]
+    return [(name, config.get(name, RECORDED_BEFORE.get(name)), _normalised(value)) for name, value in options.items()
+            if value is not None and config.get(name, RECORDED_BEFORE.get(name)) != _normalised(value)]
 
 
 def finished_metrics(log_dir, options):

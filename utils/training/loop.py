@@ -25,6 +25,7 @@ from utils.errors import UserError
 from utils.data.dataflow import get_eval_dataflow, get_train_dataflow
 from utils.data.masks import default_mask_dir
 from utils.data.paths import dataset_class_names_file, kept_class_names_file, split_paths
+from utils.training import precision
 from utils.training.pretrained import MODEL_ZOO_FILES, CheckpointInit, NpzInit, model_zoo_url
 from utils.training.checkpoints import (MONITOR_STAT, VerifiedMinSaver, VerifiedModelSaver, last_saved_checkpoint,
                                        newest_restorable_checkpoint)
@@ -110,7 +111,7 @@ def callbacks(args, per_tower_batch, resume_step=None, fully_supervised=False):
         StopOnNonFiniteLoss(),
         EstimatedTimeLeft(),
         WriteRunRecord(args),
-    ]
+    ] + precision.callbacks(args.precision)
 
 
 def train_dataflow(args, per_tower_batch, fully_supervised=False):
@@ -169,12 +170,13 @@ def _train(args):
     if starting_epoch > args.epoch:
         logger.info(f"{args.log_dir} already holds a finished run ({args.epoch} epochs); nothing to train")
         return args.log_dir
-    model = WSOLModel(model_spec(args))
+    model = precision.for_training(WSOLModel(model_spec(args)), args.precision)
     fully_supervised = model.method.fully_supervised
     queue_input = QueueInput(train_dataflow(args, per_tower_batch, fully_supervised))
     config = TrainConfig(
         model=model,
         data=queue_input,
+        session_creator=precision.session_creator(args.precision, precision.running_on_gpu()),
         callbacks=callbacks(args, per_tower_batch, resume[1] if resume else None, fully_supervised) +
         [StopInputThread(queue_input)],
         session_init=session_init(args, resume),
