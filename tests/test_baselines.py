@@ -111,6 +111,23 @@ def test_acol_export_equals_the_predictor_with_the_max_of_normalised_branch_cams
     np.testing.assert_allclose(got["cam"], cams, rtol=1e-4, atol=1e-4)
 
 
+def test_predict_on_fsl_reports_no_top5_but_boxes_its_foreground_map(runs, data_dir, tmp_path):
+    """FSL has no classifier: predict.py lists no classes (not a top-5 of all-zero logits) and still
+    boxes the foreground map."""
+    import csv
+    import cv2
+    from utils.evaluation.predict import main as predict_main
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    out = tmp_path / "predictions"
+    assert predict_main(["--log_dir", str(runs["FSL"]), str(image), "--out", str(out)]) == 0
+    record = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert record["top5"] == [] and len(record["box"]) == 4
+    with open(out / "predictions.csv") as f:
+        row = next(csv.DictReader(f))
+    assert (row["top1"], row["top1_name"], row["top1_score"], row["top5"]) == ("", "", "", "")
+
+
 def test_fsl_training_reads_only_the_train_fullsup_masks_and_never_the_val_list(data_dir, tmp_path, monkeypatch):
     from tensorpack import InferenceRunner
     from utils.config import parse_args

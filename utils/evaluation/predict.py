@@ -43,6 +43,7 @@ from utils.errors import UserError, exit_on_user_error
 from utils.flags import out_of_range
 from utils.evaluation.cam import fuse_heads, fusion_rule
 from utils.evaluation.evaluate import make_predictor
+from models.methods.registry import method
 from utils.evaluation.localization import normalize_cam, reference_box, resize_cam
 from utils.evaluation.report import METRICS_FILE, read_metrics
 from utils.evaluation.visualization import prediction_overlay
@@ -110,6 +111,7 @@ class RunPredictor:
         self.checkpoint = checkpoint_to_evaluate(args)
         self._predictor, self._num_heads = make_predictor(args, self.checkpoint, extra_outputs=("logits",))
         self.rule = fusion_rule(args.cam_fusion, args.arch_name)
+        self.classifies = method(args.method_name).classifies   # False: no top-5 to report (FSL)
 
     def __call__(self, crops, classes=None):
         _, *outputs = self._predictor(np.asarray(crops, np.uint8))
@@ -214,8 +216,10 @@ CSV_COLUMNS = ("image", "width", "height", "top1", "top1_name", "top1_score", "t
 
 def csv_row(record):
     top5 = record["top5"]
+    top1 = top5[0] if top5 else {"class": "", "name": "", "score": None}   # [] without a classifier (FSL)
     return {"image": record["image"], "width": record["width"], "height": record["height"],
-            "top1": top5[0]["class"], "top1_name": top5[0]["name"], "top1_score": f"{top5[0]['score']:.6f}",
+            "top1": top1["class"], "top1_name": top1["name"],
+            "top1_score": "" if top1["score"] is None else f"{top1['score']:.6f}",
             "top5": " ".join(str(t["class"]) for t in top5),
             "top5_scores": " ".join(f"{t['score']:.6f}" for t in top5),
             "cam_class": record["cam_class"], "cam_class_name": record["cam_class_name"],
@@ -288,7 +292,7 @@ def _predict_into(out_dir, predictor, paths, cam_class, cam_threshold, tau_sourc
                 for (path, image, _, transform), row_logits, cam in zip(batch, logits, cams):
                     shown = cam_class if cam_class is not None else int(np.argmax(row_logits))
                     record = predict_record(path, image, softmax(row_logits), cam, shown, transform, size,
-                                            cam_threshold, class_names, view)
+                                            cam_threshold, class_names, view, predictor.classifies)
                     record["cam_threshold_source"] = tau_source
                     write_picture_and_cam(out_dir, overlay_name(len(records), path), image, record, save_cams)
                     records.append(record)
@@ -319,10 +323,12 @@ def read_batch(paths, size, view, skipped):
     return batch
 
 
-def predict_record(path, image, scores, cam, cam_class, transform, size, cam_threshold, class_names, view):
-    """The record of one image (its CAM in the view's frame under ``_cam_view``)."""
+def predict_record(path, image, scores, cam, cam_class, transform, size, cam_threshold, class_names, view,
+                   classifies=True):
+    """The record of one image (its CAM in the view's frame under ``_cam_view``); a method without a
+    classifier (``classifies`` False: FSL) has no top-5 (``[]``), its map is the same for every class."""
     resize, offset = transform
-    order = np.argsort(-scores, kind="stable")[:TOP_K]
+    order = np.argsort(-scores, kind="stable")[:TOP_K] if classifies else []
     height, width = image.shape[:2]
     cam_view = resize_cam(cam, (size, size))
     box_view = reference_box(normalize_cam(cam_view), cam_threshold)
@@ -341,8 +347,8 @@ def write_picture_and_cam(out_dir, name, image, record, save_cams):
     """``overlays/<name>.png`` (and ``cams/<name>.npy``) of a record, which gets their paths
     (relative to ``out_dir``) and loses its in-memory CAM."""
     cam_view = record.pop("_cam_view")
-    top1 = record["top5"][0]
-    lines = [f"top-1: {top1['name']} ({top1['score']:.2f})",
+    top1 = record["top5"][0] if record["top5"] else None
+    lines = [f"top-1: {top1['name']} ({top1['score']:.2f})" if top1 else "top-1: none (no classifier)",
              f"box: CAM of {record['cam_class_name']}, tau {record['cam_threshold']:.2f}"]
     picture = prediction_overlay(image, cam_view, record["view_region"], record["box"], lines)
     record["overlay"] = os.path.join("overlays", name + ".png")
