@@ -30,7 +30,8 @@ from utils.data.transforms import eval_boxes
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.results import latest_result_dir
 from utils.evaluation.visualization import comparison_grid, comparison_row
-from utils.recipes import RECIPES, backbone_options, recipe_defaults
+from utils.flags import PRECISIONS
+from utils.recipes import RECIPES, backbone_options, default_precision, recipe_defaults
 from utils.training.launch import REPO, run_logged, train_command
 
 METHODS = ("CAM", "E2Net")                                 # the default rows
@@ -76,6 +77,8 @@ def build_parser():
     p.add_argument("--data_dir", default=os.path.join(REPO, "dataset"), help="SYNTH is generated here")
     p.add_argument("--out", default=os.path.join(REPO, "train_log", "demo"), help="results folder")
     p.add_argument("--examples", type=int, default=6, help="rows of the picture grid")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="train.py --precision of the runs (default: bf16 on a CPU with native bf16, else fp32)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=CHOICES,
                    help="methods to train (e.g. CAM alone to calibrate SYNTH, or wsolevaluation's baselines "
                         "HaS ACoL SPG CutMix and the fully supervised FSL beside E2Net)")
@@ -87,6 +90,9 @@ def apply_recipe(args):
     for key, value in RECIPES[args.arch].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.precision is None:
+        args.precision, line = default_precision()
+        print(f"[demo] {line}", flush=True)
     return args
 
 
@@ -97,7 +103,7 @@ def train_options(args, method):
                  "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch or max(1, args.num_train // args.batch),
                  "base_lr": args.base_lr, "clip_gradients": args.clip_gradients,
                  "lr_decay_epochs": args.lr_decay_epochs or None, "seed": args.seed,
-                 "number_of_examples": args.examples, "workers": args.workers},
+                 "number_of_examples": args.examples, "workers": args.workers, "precision": args.precision},
                 **backbone_options(args.arch, method))
 
 

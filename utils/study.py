@@ -35,7 +35,7 @@ from utils.atomic import make_folder, write_figure, write_json, write_text
 from utils.flags import PRECISIONS
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
-from utils.recipes import RECIPES, backbone_options, recipe_defaults
+from utils.recipes import RECIPES, backbone_options, default_precision, recipe_defaults
 from utils.training.launch import REPO, train_and_evaluate
 
 FIVE_HEADS = ("3x3", "1x3", "3x1", "diag", "antidiag")
@@ -75,7 +75,7 @@ DEFAULTS = {"out": os.path.join(REPO, "train_log", "study"), "methods": [m for m
             "seeds": [0, 1, 2],
             "arch": "resnet", "size": 96, "width": 0.25, "batch": 32, "steps_per_epoch": None,
             "num_classes": 10, "num_train": 2000, "num_val": 500, "image_size": 128, "data_seed": 0,
-            "control_variant": "control", "examples": 4, "workers": None, "precision": "fp32"}
+            "control_variant": "control", "examples": 4, "workers": None, "precision": None}
 TINY = {"methods": ["CAM", "ADL"], "seeds": [0, 1], "epochs": 1, "steps_per_epoch": 2, "size": 32,
         "width": 0.125, "batch": 16, "num_classes": 4, "num_train": 64, "num_val": 16, "image_size": 64,
         "examples": 0}
@@ -137,8 +137,8 @@ def build_parser():
     p.add_argument("--examples", type=int, help="example pictures per run (default 4)")
     p.add_argument("--workers", type=int, help="decoding workers per run (default: all cores)")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="train.py --precision of every run (default fp32; a run records it, so fp32 and bf16 "
-                        "studies need different --out folders)")
+                   help="train.py --precision of every run (default: bf16 on a CPU with native bf16, else fp32; "
+                        "a run records it, so fp32 and bf16 studies need different --out folders)")
     p.add_argument("--tiny", action="store_true",
                    help="smoke-test sizes: " + " ".join(f"{k}={v}" for k, v in TINY.items()) + " (flags still override)")
     return p
@@ -159,6 +159,9 @@ def resolve(args):
         raise StudyError(f"--seeds repeats a seed: {args.seeds}")
     if args.steps_per_epoch is None:
         args.steps_per_epoch = max(1, args.num_train // args.batch)
+    if args.precision is None:
+        args.precision, line = default_precision()
+        print(f"[study] {line}", flush=True)
     return args
 
 
