@@ -20,6 +20,7 @@ import json  # noqa: E402
 
 from tabulate import tabulate  # noqa: E402
 
+from utils.atomic import write_json  # noqa: E402
 from utils.study import COLUMNS, NOISE_RULE, compare  # noqa: E402
 
 PARITY_COLUMNS = ("top1_cls", "gt_known_best", "maxboxacc_v2")
@@ -69,11 +70,8 @@ def main(argv=None):
     held = all(r["verdict"] == "within noise" for r in rows)
     print(f"{NOISE_RULE}\nparity {'holds' if held else 'does not hold'} ({name_b} against {name_a}, "
           f"seeds {rows[0]['seeds'] if rows else '-'})")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"first": args.first, "second": args.second, "rows": rows, "parity": held,
-                   "rule": NOISE_RULE}, f, indent=2)
-        f.write("\n")
+    write_json(args.out, {"first": args.first, "second": args.second, "rows": rows, "parity": held,
+                          "rule": NOISE_RULE}, indent=2)
     return 0 if rows else 1
 
 

@@ -266,11 +266,10 @@ def main(argv=None):
               f"PyTorch {record['bf16_to_fp32_pytorch']:.3f} | load {record['loadavg'][0]:.2f}", flush=True)
     end_load = os.getloadavg()
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in end_load)}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"setting": setting, "loadavg_start": start_load, "loadavg_end": end_load,
-                   "cpu_count": os.cpu_count(), "configs": records}, f, indent=2)
-        f.write("\n")
+    sys.path.insert(0, REPO_ROOT)
+    from utils.atomic import write_json   # stdlib only: the parent process stays free of TensorFlow and PyTorch
+    write_json(args.out, {"setting": setting, "loadavg_start": start_load, "loadavg_end": end_load,
+                          "cpu_count": os.cpu_count(), "configs": records}, indent=2)
     print(f"wrote {args.out}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Small graph helpers shared by the backbones and the E2Net modules."""
+"""Small graph helpers shared by the backbones and the methods' layers (and the ImageNet statistics)."""
 from utils.compat import tf  # first: TensorFlow set-up
 from tensorpack.tfutils.argscope import get_arg_scope
 

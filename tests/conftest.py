@@ -52,6 +52,19 @@ def shared_model_graph(spec, is_training=True):
     return build_model_graph(spec, is_training)[0]
 
 
+@functools.lru_cache(maxsize=None)
+def shared_training_graph(spec):
+    """``shared_model_graph`` with the model's optimizer applied to the cost, so the graph also
+    holds the optimizer's slot variables (``.../W/Momentum``) and the learning rate, as a
+    training run's graph does; built once per test process and spec."""
+    from utils.compat import tf
+    graph, model, _, cost = build_model_graph(spec, is_training=True)
+    with graph.as_default():
+        opt = model.get_optimizer()
+        opt.apply_gradients(opt.compute_gradients(cost))
+    return graph
+
+
 @pytest.fixture(scope="module")
 def data_dir(request, tmp_path_factory):
     """A SYNTH set generated once per module, with the module's ``TINY`` generator parameters."""

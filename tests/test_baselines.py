@@ -62,7 +62,10 @@ def test_each_method_learns_and_is_evaluated_like_cam(runs, method):
     if method == "FSL":   # no validation pass: the newest checkpoint is evaluated
         assert "val-error-top1" not in stats[-1]
         assert metrics["checkpoint"].endswith(f"model-{EPOCHS * STEPS}")
+        # no classifier: no classification numbers (not a chance-level Top-1 Cls presented as a result)
+        assert not {"top1_cls", "top5_cls", "top1_loc", "top5_loc"} & set(metrics)
     else:
+        assert {"top1_cls", "top5_cls", "top1_loc", "top5_loc"} <= set(metrics)
         assert metrics["checkpoint"].endswith("min-val-error-top1")
 
 
@@ -159,11 +162,11 @@ def test_vgg_graph_takes_a_finite_step_with_gradients_into_the_methods_layers(me
 
 
 def test_baselines_are_rows_of_the_demo():
-    from utils.demo import apply_recipe, build_parser, train_options
+    from utils.demo import METHODS, apply_recipe, build_parser, train_options
     args = apply_recipe(build_parser().parse_args(["--methods", "CAM", "HaS", "ACoL", "SPG", "CutMix", "FSL"]))
     assert [train_options(args, m)["method_name"] for m in args.methods] == ["CAM", "HaS", "ACoL", "SPG", "CutMix",
                                                                              "FSL"]
-    assert build_parser().parse_args([]).methods == ["CAM", "E2Net"]
+    assert build_parser().parse_args([]).methods == list(METHODS) and "FSL" not in METHODS
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -182,3 +185,32 @@ def test_method_flags_out_of_range_are_one_line(argv, message, tmp_path):
     with pytest.raises(ConfigError) as error:
         parse_args(["--dataset_name", "SYNTH", "--number_of_class", "4", "--log_dir", str(tmp_path / "r")] + argv)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("method", ["ACoL", "SPG", "FSL"])
+def test_nhwc_and_nchw_graphs_give_the_same_outputs(method):
+    """The methods' own layers follow the graph's layout (GPU runs use NCHW): same variables, same
+    logits, exported features and training cost in both layouts."""
+    from utils.compat import tf
+    rng = np.random.RandomState(3)
+    feed_values = [rng.randint(0, 256, (2, 32, 32, 3)).astype(np.uint8), np.array([1, 2], np.int32),
+                   np.zeros((2, 2, 2), np.float32), (rng.rand(2, 32, 32) > 0.5).astype(np.float32)]
+    results, values = {}, None
+    for fmt in ("NHWC", "NCHW"):
+        spec = ModelSpec(arch="vgg_gap", method=method, num_classes=4, image_size=32, width_multiplier=0.125,
+                         data_format=fmt)
+        graph, model, inputs, cost = build_model_graph(spec, is_training=True)
+        with graph.as_default():
+            variables = tf.global_variables()
+            sess = new_session(graph)
+            if values is None:
+                tf.set_random_seed(0)
+                sess.run(tf.global_variables_initializer())
+                values = dict(zip([v.op.name for v in variables], sess.run(variables)))
+            else:
+                sess.run([v.initializer for v in variables], {v.initializer.inputs[1]: values[v.op.name] for v in variables})
+            fetches = [cost, graph.get_tensor_by_name("logits:0")] + [graph.get_tensor_by_name(f"features_{h}:0")
+                                                                      for h in model.head_names]
+            results[fmt] = sess.run(fetches, dict(zip(inputs, feed_values)))
+    for a, b in zip(results["NHWC"], results["NCHW"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(b).max())))

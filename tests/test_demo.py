@@ -13,11 +13,12 @@ pytestmark = pytest.mark.duration(70)  # seconds, for the scheduler (conftest.py
 
 
 def test_reduced_demo_writes_table_and_files(tmp_path):
-    """The default backbone (ResNet50-SE) end to end; other backbones differ only in their
-    recipe, which the next test follows into the train.py options."""
+    """The default backbone (ResNet50-SE) end to end, from scratch (the committed pretrained
+    backbone has the demo's width only), CAM and E2Net; other backbones, regimes and methods
+    differ only in their options, which the next tests follow into the train.py options."""
     arch = "resnet"
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "utils.demo", "--arch", arch, "--epochs", "1", "--num_classes", "4", "--num_train", "64",
+    cmd = [sys.executable, "-m", "utils.demo", "--from_scratch", "--methods", "CAM", "E2Net", "--arch", arch, "--epochs", "1", "--num_classes", "4", "--num_train", "64",
            "--num_val", "16", "--image_size", "64", "--size", "32", "--width", "0.125", "--batch", "16",
            "--examples", "2", "--workers", "0", "--data_dir", str(tmp_path / "data"), "--out", str(out)]
     # timeout: a hang guard (about a minute on an idle machine, 12 minutes seen on a saturated one)
@@ -68,14 +69,25 @@ def test_every_setting_that_changes_data_or_training_keys_the_runs_folder():
 
 
 def test_recipe_fills_only_unset_options():
-    from utils.demo import RECIPES, apply_recipe, build_parser
+    from utils.demo import apply_recipe, build_parser, train_options
+    from utils.pretrain import zoo_file
+    from utils.recipes import RECIPES
     default = apply_recipe(build_parser().parse_args([]))
-    assert default.arch == "resnet" and default.epochs == 3 and default.variant == "calibrated"
-    assert default.lr_decay_epochs == [2] and default.base_lr == 0.01
+    pretrained = RECIPES["pretrained"]["resnet"]
+    assert default.arch == "resnet" and default.epochs == pretrained["epochs"] and default.variant == "calibrated"
+    assert default.lr_decay_epochs is None and default.base_lr == 0.01 and default.methods == ["CAM", "ADL", "E2Net"]
+    options = train_options(default, "ADL")
+    assert options["pretrained"] == zoo_file("resnet", 0.25) and options["lr_decay_epochs"] is None  # released, scaled
     vgg = apply_recipe(build_parser().parse_args(["--arch", "vgg_gap"]))
+    assert train_options(vgg, "CAM")["pretrained"] == zoo_file("vgg_gap", 0.25)
+    RECIPES = RECIPES["scratch"]
+    scratch = apply_recipe(build_parser().parse_args(["--from_scratch"]))
+    assert scratch.epochs == 3 and scratch.lr_decay_epochs == [2] and "pretrained" not in train_options(scratch, "CAM")
+    vgg = apply_recipe(build_parser().parse_args(["--arch", "vgg_gap", "--from_scratch"]))
     assert vgg.arch == "vgg_gap" and vgg.clip_gradients == RECIPES["vgg_gap"]["clip_gradients"] > 0
     assert vgg.lr_decay_epochs == RECIPES["vgg_gap"]["lr_decay_epochs"]
-    resnet = apply_recipe(build_parser().parse_args(["--arch", "resnet", "--epochs", "3", "--clip_gradients", "0"]))
+    resnet = apply_recipe(build_parser().parse_args(["--arch", "resnet", "--epochs", "3", "--clip_gradients", "0",
+                                                     "--from_scratch"]))
     assert (resnet.epochs, resnet.clip_gradients, resnet.base_lr) == (3, 0.0, RECIPES["resnet"]["base_lr"])
     assert resnet.lr_decay_epochs == RECIPES["resnet"]["lr_decay_epochs"]
     help_text = " ".join(build_parser().format_help().split())
@@ -85,8 +97,10 @@ def test_recipe_fills_only_unset_options():
 
 @pytest.mark.parametrize("arch", ["vgg_gap", "resnet"])
 def test_each_backbone_recipe_reaches_the_training_options(arch):
-    from utils.demo import RECIPES, apply_recipe, build_parser, train_options
-    args = apply_recipe(build_parser().parse_args(["--arch", arch]))
+    from utils.demo import apply_recipe, build_parser, train_options
+    from utils.recipes import RECIPES
+    RECIPES = RECIPES["scratch"]
+    args = apply_recipe(build_parser().parse_args(["--arch", arch, "--from_scratch"]))
     for method in ("CAM", "E2Net"):
         options = train_options(args, method)
         assert options["arch_name"] == arch and options["method_name"] == method
@@ -96,3 +110,13 @@ def test_each_backbone_recipe_reaches_the_training_options(arch):
     # BN in the OSE convolutions: E2Net on ResNet only (as released)
     assert train_options(args, "E2Net").get("use_bn") == (1 if arch == "resnet" else None)
     assert "use_bn" not in train_options(args, "CAM")
+
+
+def test_a_missing_pretrained_file_is_one_line_before_any_work(tmp_path, capsys):
+    from utils.demo import main
+    from utils.errors import exit_on_user_error
+    code = exit_on_user_error("run_demo.sh", main, ["--width", "0.5", "--data_dir", str(tmp_path / "d"),
+                                                     "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "resnet50_se_w0.5.npz" in err
+    assert "python -m utils.pretrain --arch resnet --width 0.5" in err and not (tmp_path / "d").exists()

@@ -12,6 +12,8 @@ from models.cutmix import cutmix, cutmix_box, draw_cutmix
 from models.fsl import pixel_bce
 from models.has import hide_and_seek
 from models.spg import MIN_FOREGROUND, masked_bce, spg_mask, upsample
+
+pytestmark = pytest.mark.duration(20)  # seconds, for the scheduler (conftest.py)
 from utils.compat import tf
 from utils.evaluation.cam import fuse_heads, minmax_normalised
 from utils.evaluation.export import fused_cam

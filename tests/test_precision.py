@@ -237,15 +237,3 @@ def test_precision_is_recorded_per_run_and_never_inherited(tmp_path):
     assert config_differences({}, {"precision": "fp32"}) == []
     assert config_differences({}, {"precision": "bf16"}) == [("precision", "fp32", "bf16")]
 
-
-def test_the_demo_and_the_study_default_to_bf16_only_where_the_cpu_has_it(monkeypatch):
-    from utils import recipes
-    monkeypatch.setenv("E2NET_GRAPH_OPTIMIZER", "on")
-    monkeypatch.setattr(cpu, "cpu_bf16_flags", lambda: ("avx512_bf16",))
-    name, line = recipes.default_precision()
-    assert name == "bf16" and line.startswith("precision bf16 by default (this CPU has avx512_bf16;")
-    monkeypatch.setattr(cpu, "cpu_bf16_flags", lambda: ())
-    assert recipes.default_precision() == ("fp32", "precision fp32 (this CPU has no native bf16)")
-    monkeypatch.setattr(cpu, "cpu_bf16_flags", lambda: ("amx_bf16",))
-    monkeypatch.setenv("E2NET_GRAPH_OPTIMIZER", "off")
-    assert recipes.default_precision()[0] == "fp32"

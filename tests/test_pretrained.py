@@ -1,13 +1,16 @@
 """npz / checkpoint loading by name, with clear errors."""
 import functools
+import json
+import os
 
 import numpy as np
 import pytest
 
-from conftest import new_session, shared_model_graph as graph_of
+from conftest import SHARED, new_session, shared_model_graph as graph_of, shared_training_graph
 from models.spec import ModelSpec
 from utils.compat import tf
-from utils.training.pretrained import CheckpointInit, NpzInit, PretrainedWeightsError, model_zoo_url
+from utils.training.pretrained import (BACKBONE_KEYS, CheckpointInit, NpzInit, PretrainedWeightsError,
+                                       model_zoo_url)
 
 pytestmark = pytest.mark.duration(40)  # seconds, for the scheduler (conftest.py)
 
@@ -164,3 +167,40 @@ def test_partial_load_is_an_explicit_opt_in_and_restores_what_exists(tmp_path):
         restored = variable_values(sess)
     np.testing.assert_array_equal(restored["group1/block0/conv1/W"], saved["group1/block0/conv1/W"])
     np.testing.assert_array_equal(restored["linearnew/W"], saved["linearnew/W"])
+
+
+MODEL_ZOO_KEY_FILES = {"resnet": "model_zoo_keys_resnet50_se.txt", "vgg_gap": "model_zoo_keys_vgg16.txt"}
+
+
+def model_zoo_keys(arch):
+    """{key: shape} of the real model-zoo file of a backbone (../shared/ref), e.g. ``linear/W``
+    included for ResNet50-SE; skips when the shared folder is not beside the checkout."""
+    path = os.path.join(SHARED, "ref", MODEL_ZOO_KEY_FILES[arch])
+    if not os.path.isfile(path):
+        pytest.skip(f"{path} (the model-zoo key lists) is not beside the checkout")
+    with open(path) as f:
+        return {key: tuple(json.loads(shape)) for key, shape in (line.rstrip("\n").split("\t") for line in f)}
+
+
+@pytest.mark.parametrize("arch, method, positions", [("resnet", "E2Net", ("31", "41", "5")),
+                                                     ("vgg_gap", "E2Net", ("3", "4", "53"))])
+def test_full_model_zoo_keys_load_into_a_training_graph_with_its_optimizer(tmp_path, arch, method, positions):
+    """A file with exactly the model-zoo keys and shapes is accepted by the full-width training
+    graph, optimizer slots (``.../W/Momentum``) built: every backbone model variable comes from
+    the file and none is left random (the check once counted the slots as backbone weights)."""
+    shapes = model_zoo_keys(arch)
+    path = str(tmp_path / "zoo.npz")
+    np.savez(path, **{key: np.zeros(shape, np.float32) for key, shape in shapes.items()})
+    spec = ModelSpec(arch=arch, method=method, num_classes=200, positions=positions,
+                     ose_heads=("3x3", "1x3", "3x1"), use_bn=arch == "resnet")
+    graph = shared_training_graph(spec)
+    with graph.as_default():
+        assert any(v.op.name == "conv0/W/Momentum" or v.op.name == "conv1_1/W/Momentum"
+                   for v in tf.global_variables())
+        init = NpzInit(path, arch)
+        init._setup_graph()
+    used, skipped, new = init.report
+    backbone = {key for key in shapes if BACKBONE_KEYS[arch].fullmatch(key)}
+    assert len(backbone) == {"resnet": 329, "vgg_gap": 26}[arch]
+    assert set(used) == backbone and set(skipped) == set(shapes) - backbone
+    assert not [name for name in new if BACKBONE_KEYS[arch].fullmatch(name) and not name.endswith("/Momentum")]

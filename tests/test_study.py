@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from conftest import REPO
-from utils.study import (BASELINES, METHODS, RECIPES, StudyError, aggregate, build_parser, compare, comparisons,
+from utils.pretrain import zoo_file
+from utils.recipes import RECIPES
+from utils.study import (BASELINES, METHODS, StudyError, aggregate, build_parser, compare, comparisons,
                          main, resolve, run_options, run_values, study_tables)
 from utils.training.launch import RunError, check_same_experiment, finished_metrics, train_command
 
@@ -77,11 +79,17 @@ def test_tables_show_mean_and_sample_std():
 def test_options_tiny_preset_flags_override_and_run_identity():
     args = resolve(build_parser().parse_args(["--tiny", "--seeds", "5", "--out", "x"]))
     assert (args.methods, args.seeds, args.size, args.width, args.epochs) == (["CAM", "ADL"], [5], 32, 0.125, 1)
-    assert args.arch == "resnet" and args.base_lr == RECIPES["resnet"]["base_lr"] and os.path.isabs(args.out)
-    full = resolve(build_parser().parse_args([]))
+    assert args.arch == "resnet" and args.base_lr == RECIPES["scratch"]["resnet"]["base_lr"] and os.path.isabs(args.out)
+    assert args.regime == "scratch" and "pretrained" not in run_options(args, "CAM", 0, "/d")
+    pretrained = resolve(build_parser().parse_args([]))
+    assert pretrained.regime == "pretrained" and pretrained.out.endswith("study_pretrained")
+    assert (pretrained.epochs, pretrained.lr_decay_epochs) == (RECIPES["pretrained"]["resnet"]["epochs"], None)
+    assert run_options(pretrained, "E2Net-max", 0, "/d")["pretrained"] == zoo_file("resnet", 0.25)
+    full = resolve(build_parser().parse_args(["--regime", "scratch"]))
     assert full.methods == [m for m in METHODS if m not in BASELINES] and full.seeds == [0, 1, 2]
     assert "FSL" in METHODS and "FSL" not in full.methods
-    assert (full.epochs, full.lr_decay_epochs) == (RECIPES["resnet"]["epochs"], RECIPES["resnet"]["lr_decay_epochs"])
+    assert (full.epochs, full.lr_decay_epochs) == (RECIPES["scratch"]["resnet"]["epochs"],
+                                                   RECIPES["scratch"]["resnet"]["lr_decay_epochs"])
     assert full.steps_per_epoch == 2000 // 32 and (full.size, full.width) == (96, 0.25)
     options = run_options(full, "OSE-5", 1, "/d")
     assert options["method_name"] == "OSE" and options["use_bn"] == 1 and len(options["ose_heads"]) == 5
@@ -94,7 +102,8 @@ def test_options_tiny_preset_flags_override_and_run_identity():
 
 
 def test_unknown_variant_is_one_line_before_any_work(tmp_path, capsys):
-    code = main(["--methods", "CAM-control", "--control_variant", "no_such_variant", "--out", str(tmp_path / "s")])
+    code = main(["--regime", "scratch", "--methods", "CAM-control", "--control_variant", "no_such_variant",
+                 "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "does not know the variant 'no_such_variant'" in err and "Traceback" not in err

@@ -1,8 +1,10 @@
-"""The CPU demo: CAM vs E2Net on the synthetic set, trained and evaluated end to end.
+"""The CPU demo: CAM, ADL and E2Net on the synthetic set, trained and evaluated end to end.
 
 ``./run_demo.sh`` (or ``python -m utils.demo``) generates SYNTH (cached by its
-parameters; the calibrated variant by default), trains CAM and E2Net with ``train.py`` in
-subprocesses, evaluates both, adds reference rows that need no network (trivial boxes and
+parameters; the calibrated variant by default), trains CAM, ADL and E2Net with ``train.py`` in
+subprocesses -- in the published regime by default: fine-tuned from the project's own pretrained
+backbone (``models/synthetic_zoo``, the released recipe; ``utils/recipes.py``), or from scratch
+with ``--from_scratch`` -- evaluates them, adds reference rows that need no network (trivial boxes and
 the head-only oracle: the tight box of the discriminative part's mask), prints one
 comparison table and writes ``<out>/results.json``, ``<out>/results.md`` and
 ``<out>/comparison.png`` (of this invocation).  The runs and their logs live in
@@ -30,11 +32,10 @@ from utils.data.transforms import eval_boxes
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation.results import latest_result_dir
 from utils.evaluation.visualization import comparison_grid, comparison_row
-from utils.flags import PRECISIONS
-from utils.recipes import RECIPES, backbone_options, default_precision, recipe_defaults
+from utils.recipes import ARCHS, backbone_options, recipe, recipe_defaults, regime_options
 from utils.training.launch import REPO, run_logged, train_command
 
-METHODS = ("CAM", "E2Net")                                 # the default rows
+METHODS = ("CAM", "ADL", "E2Net")                          # the default rows
 CHOICES = METHODS + ("HaS", "ACoL", "SPG", "CutMix", "FSL")    # any may be asked for with --methods
 IOU_LEVELS = (30, 50, 70)
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc (τ 0.2)"),
@@ -43,7 +44,7 @@ COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc (τ 0.2)"),
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the per-backbone ones (None), whose help lists RECIPES."""
+    """Shows defaults, except the per-backbone ones (None), whose help lists the recipes."""
 
     def _get_help_string(self, action):
         return action.help if action.default is None else super()._get_help_string(action)
@@ -55,7 +56,11 @@ def _recipe_defaults(key):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="run_demo.sh", description=__doc__, formatter_class=_HelpFormatter)
-    p.add_argument("--arch", default="resnet", choices=tuple(RECIPES), help="backbone")
+    p.add_argument("--arch", default="resnet", choices=ARCHS,
+                   help="backbone (its pretrained file: models/synthetic_zoo/<backbone>_w<width>.npz)")
+    p.add_argument("--from_scratch", action="store_true",
+                   help="train from random initialisation (the earlier demo) instead of fine-tuning the "
+                        "project's pretrained backbone with the released recipe")
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs per method ({_recipe_defaults('epochs')})")
     p.add_argument("--size", type=int, default=96, help="network input size (multiple of 16)")
     p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
@@ -77,22 +82,21 @@ def build_parser():
     p.add_argument("--data_dir", default=os.path.join(REPO, "dataset"), help="SYNTH is generated here")
     p.add_argument("--out", default=os.path.join(REPO, "train_log", "demo"), help="results folder")
     p.add_argument("--examples", type=int, default=6, help="rows of the picture grid")
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="train.py --precision of the runs (default: bf16 on a CPU with native bf16, else fp32)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=CHOICES,
                    help="methods to train (e.g. CAM alone to calibrate SYNTH, or wsolevaluation's baselines "
                         "HaS ACoL SPG CutMix and the fully supervised FSL beside E2Net)")
     return p
 
 
+def regime(args):
+    return "scratch" if args.from_scratch else "pretrained"
+
+
 def apply_recipe(args):
-    """Fill the options left unset from the backbone's entry in RECIPES (in place)."""
-    for key, value in RECIPES[args.arch].items():
+    """Fill the options left unset from the recipe of the backbone in the regime (in place)."""
+    for key, value in recipe(args.arch, regime(args)).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.precision is None:
-        args.precision, line = default_precision()
-        print(f"[demo] {line}", flush=True)
     return args
 
 
@@ -103,8 +107,8 @@ def train_options(args, method):
                  "epoch": args.epochs, "steps_per_epoch": args.steps_per_epoch or max(1, args.num_train // args.batch),
                  "base_lr": args.base_lr, "clip_gradients": args.clip_gradients,
                  "lr_decay_epochs": args.lr_decay_epochs or None, "seed": args.seed,
-                 "number_of_examples": args.examples, "workers": args.workers, "precision": args.precision},
-                **backbone_options(args.arch, method))
+                 "number_of_examples": args.examples, "workers": args.workers},
+                **backbone_options(args.arch, method), **regime_options(args.arch, regime(args), args.width))
 
 
 # Options that change neither the data nor the training (every other option keys the runs' folder).
@@ -228,6 +232,7 @@ def main(argv=None):
 
 def _main(argv=None):
     args = apply_recipe(build_parser().parse_args(argv))
+    regime_options(args.arch, regime(args), args.width)   # a missing pretrained file: one line, before any work
     start = time.time()
     synth_dir = os.path.join(args.data_dir, "SYNTH")
     params = dict(num_classes=args.num_classes, num_train=args.num_train, num_val=args.num_val,
@@ -251,7 +256,7 @@ def _main(argv=None):
                "timing_seconds": timing, "wall_time_seconds": elapsed}
     write_json(os.path.join(args.out, "results.json"), summary, indent=2, default=str)
     write_text(os.path.join(args.out, "results.md"),
-               f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch}, {args.size}px, "
+               f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch} {regime(args)}, {args.size}px, "
                f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
                f"Runs and logs: `{runs_dir(args)}`\n\n"
                f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")

@@ -329,6 +329,8 @@ def inherit(args, record, explicit, path):
             if not extends:
                 setattr(args, f.name, stored)
         elif f.kind == "model":
+            if f.name not in record and _belongs_to_another_method(f, record):
+                record = dict(record, **{f.name: f.unused_value})   # written before the flag existed
             if f.name not in record:
                 raise ConfigError(f"{path}: has no {f.name!r}; not a config.json written by train.py")
             stored = f.normalize(record[f.name])
@@ -339,6 +341,16 @@ def inherit(args, record, explicit, path):
             setattr(args, f.name, stored)
         elif f.kind == "run" and f.name not in explicit and f.name in record:
             setattr(args, f.name, record[f.name])
+
+
+def _belongs_to_another_method(f, record):
+    """A flag of methods other than the recorded run's: a config.json written before the flag was
+    declared lacks it, and the flag held its unused value for that run."""
+    try:
+        recorded = canonical_method(str(record.get("method_name")))
+    except ValueError:
+        return False
+    return f.methods is not None and recorded not in f.methods
 
 
 def check_methods(args, given=None):

@@ -35,7 +35,7 @@ from utils.atomic import make_folder, write_figure, write_json, write_text
 from utils.flags import PRECISIONS
 from utils.data import synthetic
 from utils.errors import UserError, exit_on_user_error
-from utils.recipes import RECIPES, backbone_options, default_precision, recipe_defaults
+from utils.recipes import ARCHS, REGIMES, backbone_options, recipe, recipe_defaults, regime_options
 from utils.training.launch import REPO, train_and_evaluate
 
 FIVE_HEADS = ("3x3", "1x3", "3x1", "diag", "antidiag")
@@ -71,12 +71,12 @@ METHODS = {
 BASELINES = ("HaS", "ACoL", "SPG", "CutMix", "FSL")
 
 # The training recipes are the demo's (utils/recipes.py), as are the data and input sizes.
-DEFAULTS = {"out": os.path.join(REPO, "train_log", "study"), "methods": [m for m in METHODS if m not in BASELINES],
-            "seeds": [0, 1, 2],
+OUT = {"pretrained": os.path.join(REPO, "train_log", "study_pretrained"), "scratch": os.path.join(REPO, "train_log", "study")}
+DEFAULTS = {"regime": "pretrained", "methods": [m for m in METHODS if m not in BASELINES], "seeds": [0, 1, 2],
             "arch": "resnet", "size": 96, "width": 0.25, "batch": 32, "steps_per_epoch": None,
             "num_classes": 10, "num_train": 2000, "num_val": 500, "image_size": 128, "data_seed": 0,
-            "control_variant": "control", "examples": 4, "workers": None, "precision": None}
-TINY = {"methods": ["CAM", "ADL"], "seeds": [0, 1], "epochs": 1, "steps_per_epoch": 2, "size": 32,
+            "control_variant": "control", "examples": 4, "workers": None, "precision": "fp32"}
+TINY = {"regime": "scratch", "methods": ["CAM", "ADL"], "seeds": [0, 1], "epochs": 1, "steps_per_epoch": 2, "size": 32,
         "width": 0.125, "batch": 16, "num_classes": 4, "num_train": 64, "num_val": 16, "image_size": 64,
         "examples": 0}
 
@@ -113,12 +113,15 @@ class StudyError(UserError, ValueError):
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m utils.study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", help=f"study folder (default {DEFAULTS['out']})")
+    p.add_argument("--out", help="study folder (default " + ", ".join(f"{r}: {path}" for r, path in OUT.items()) + ")")
+    p.add_argument("--regime", choices=REGIMES,
+                   help="pretrained (default: fine-tuned from models/synthetic_zoo with the released recipe) "
+                        "or scratch (random initialisation)")
     p.add_argument("--methods", nargs="+", help="study arms (default: all but the wsolevaluation baselines "
                    f"{' '.join(BASELINES)}): " + ", ".join(
         f"{name} = {method.description}" for name, method in METHODS.items()))
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2)")
-    p.add_argument("--arch", choices=tuple(RECIPES), help="backbone (default resnet = ResNet50-SE)")
+    p.add_argument("--arch", choices=ARCHS, help="backbone (default resnet = ResNet50-SE)")
     p.add_argument("--epochs", type=int, help=f"epochs per run (default: {recipe_defaults('epochs')})")
     p.add_argument("--base_lr", type=float, help=f"base learning rate (default: {recipe_defaults('base_lr')})")
     p.add_argument("--clip_gradients", type=float, help=f"global gradient-norm clip, 0 = off (default: {recipe_defaults('clip_gradients')})")
@@ -137,21 +140,22 @@ def build_parser():
     p.add_argument("--examples", type=int, help="example pictures per run (default 4)")
     p.add_argument("--workers", type=int, help="decoding workers per run (default: all cores)")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="train.py --precision of every run (default: bf16 on a CPU with native bf16, else fp32; "
-                        "a run records it, so fp32 and bf16 studies need different --out folders)")
+                   help="train.py --precision of every run (default fp32; a run records it, so fp32 and bf16 "
+                        "studies need different --out folders)")
     p.add_argument("--tiny", action="store_true",
                    help="smoke-test sizes: " + " ".join(f"{k}={v}" for k, v in TINY.items()) + " (flags still override)")
     return p
 
 
 def resolve(args):
-    """Fill unset options: explicit flag > --tiny > the backbone's recipe > DEFAULTS (in place)."""
+    """Fill unset options: explicit flag > --tiny > the backbone's recipe in the regime > DEFAULTS (in place)."""
     arch = args.arch or DEFAULTS["arch"]
-    layers = ([TINY] if args.tiny else []) + [RECIPES[arch], DEFAULTS]
-    for name in set(DEFAULTS) | set(TINY) | set(RECIPES[arch]):
+    regime = args.regime or (TINY if args.tiny else DEFAULTS)["regime"]
+    layers = ([TINY] if args.tiny else []) + [recipe(arch, regime), DEFAULTS]
+    for name in set(DEFAULTS) | set(TINY) | set(recipe(arch, regime)):
         if getattr(args, name, None) is None:
             setattr(args, name, next((layer[name] for layer in layers if name in layer), None))
-    args.out = os.path.abspath(args.out)
+    args.out = os.path.abspath(args.out or OUT[args.regime])
     unknown = [name for name in args.methods if name not in METHODS]
     if unknown:
         raise StudyError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
@@ -159,9 +163,6 @@ def resolve(args):
         raise StudyError(f"--seeds repeats a seed: {args.seeds}")
     if args.steps_per_epoch is None:
         args.steps_per_epoch = max(1, args.num_train // args.batch)
-    if args.precision is None:
-        args.precision, line = default_precision()
-        print(f"[study] {line}", flush=True)
     return args
 
 
@@ -206,12 +207,14 @@ def run_options(args, method, seed, data_root):
                "base_lr": args.base_lr, "clip_gradients": args.clip_gradients,
                "lr_decay_epochs": args.lr_decay_epochs, "seed": seed, "precision": args.precision}
     options.update(backbone_options(args.arch, spec.method_name))
+    options.update(regime_options(args.arch, args.regime, args.width))
     options.update(spec.options)
     return options
 
 
 def run_all(args):
     """Train/evaluate (or reuse) every method x seed; returns ``{method: [run record]}``."""
+    regime_options(args.arch, args.regime, args.width)   # a missing pretrained file: one line, before any work
     variant_of = {m: check_variant(args.control_variant) if METHODS[m].control else None for m in args.methods}
     roots = {variant: ensure_data(args, variant) for variant in sorted(set(variant_of.values()), key=str)}
     execution = {"number_of_examples": args.examples, "workers": args.workers}
@@ -346,7 +349,7 @@ def comparison_lines(compared, columns=None, localization=LOCALIZATION):
 def study_markdown(args, stats, compared, wall_time):
     main_table, part_table = study_tables(stats)
     descriptions = "\n".join(f"- **{m}**: {METHODS[m].description}" for m in stats)
-    parts = [f"# Ablation study on SYNTH ({args.arch}, {args.size} px, width {args.width}, {args.epochs} epoch(s) "
+    parts = [f"# Ablation study on SYNTH ({args.arch} {args.regime}, {args.size} px, width {args.width}, {args.epochs} epoch(s) "
              f"of {args.steps_per_epoch} steps, seeds {' '.join(map(str, args.seeds))})",
              f"Values: {STD_RULE}; percentages.", descriptions, "## Localization and classification", main_table]
     if part_table:

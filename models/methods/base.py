@@ -34,6 +34,7 @@ class Method:
     cam_fusion: Optional[str] = None                       # a fixed --cam_fusion choice
     check: Optional[Callable] = None                       # (spec) -> None, ValueError for a bad spec
     fully_supervised: bool = False                         # trained on train_fullsup's object masks
+    classifies: bool = True                                # False: no classifier (no classification metrics)
 
     @property
     def flag_names(self):
@@ -104,4 +105,5 @@ def combine(name, description, parts, aliases=()):
         extra_losses=_chain([p.extra_losses for p in parts], _all_losses),
         cam_fusion=_one(parts, "cam_fusion"),
         check=_chain([p.check for p in parts], _all_checks),
-        fully_supervised=any(p.fully_supervised for p in parts))
+        fully_supervised=any(p.fully_supervised for p in parts),
+        classifies=all(p.classifies for p in parts))

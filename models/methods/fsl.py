@@ -18,4 +18,4 @@ def _loss(spec, heads, logits, label, forward):
 
 METHOD = Method(
     "FSL", "few-shot fully supervised baseline: a foreground map trained on the train_fullsup masks",
-    heads=_heads, loss=_loss, fully_supervised=True)
+    heads=_heads, loss=_loss, fully_supervised=True, classifies=False)

@@ -47,7 +47,9 @@ softmax cross-entropy); every field is optional:
 ``loss(spec, heads, logits, label, forward) -> scalar``
     the task loss in place of the softmax cross-entropy of ``logits`` (ACoL: CE(A) + CE(B); SPG:
     CE + the mask losses of its attention branches; FSL: the per-pixel BCE of its foreground
-    map); named ``xentropy`` in the moving summaries like the cross-entropy it replaces.
+    map); named ``xentropy`` in the moving summaries like the cross-entropy it replaces.  It runs
+    outside the graph's layout scope: what depends on the layout (NHWC maps of NCHW features) is
+    computed in ``heads`` and left in ``forward.aux``.
 ``extra_losses(spec, heads, label) -> [scalar tensors]``
     added to the cost; give each a name and add it to the moving summaries.
 ``cam_fusion``

@@ -17,18 +17,18 @@ def threshold_pairs(spec):
 
 
 def _heads(spec, features, build, forward):
+    from models.layers import to_nhwc
     from models.spg import spg_heads
     heads, forward.aux["branches"] = spg_heads(features, *(forward.taps[p] for p in TAPS[spec.arch]), spec)
+    forward.aux["cam_features"] = to_nhwc(heads["3x3"][0])      # in the graph's layout scope
     return heads
 
 
 def _loss(spec, heads, logits, label, forward):
-    from models.layers import to_nhwc
     from models.spg import spg_losses
     from utils.compat import tf
-    features, _, weights = heads["3x3"]
-    losses = spg_losses(to_nhwc(features), weights, label, forward.aux["branches"], threshold_pairs(spec),
-                        spec.image_size)
+    losses = spg_losses(forward.aux["cam_features"], heads["3x3"][2], label, forward.aux["branches"],
+                        threshold_pairs(spec), spec.image_size)
     xentropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits),
                               name="class_xentropy")
     return tf.add_n([xentropy] + list(losses.values()))

@@ -134,7 +134,7 @@ def sample_rng(seed, split, index):
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
-def _hsv_to_bgr(hue, saturation, value):
+def hsv_to_bgr(hue, saturation, value):
     pixel = np.array([[[hue % 180, saturation, value]]], dtype=np.uint8)
     return tuple(int(c) for c in cv2.cvtColor(pixel, cv2.COLOR_HSV2BGR)[0, 0])
 
@@ -145,7 +145,7 @@ def _smooth_field(rng, size, grid, channels, low, high):
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).reshape(size, size, channels)
 
 
-def _stripes(rng, size, contrast):
+def stripes(rng, size, contrast):
     """A multiplicative stripe texture (float32 [S,S,1]) at a random angle and period."""
     angle = rng.uniform(0, np.pi)
     period = rng.uniform(0.04, 0.12) * size
@@ -154,11 +154,11 @@ def _stripes(rng, size, contrast):
     return (1.0 + contrast * np.sin(phase))[..., None]
 
 
-def _background(rng, size):
+def background(rng, size):
     """A cluttered, textured background (float32 BGR)."""
     image = _smooth_field(rng, size, 4, 3, 40, 210)
     image += _smooth_field(rng, size, 12, 3, -35, 35)
-    image *= _stripes(rng, size, rng.uniform(0.0, 0.15))
+    image *= stripes(rng, size, rng.uniform(0.0, 0.15))
     image += rng.normal(0, 8, image.shape).astype(np.float32)
     for _ in range(rng.integers(4, 10)):
         p1 = tuple(int(v) for v in rng.integers(0, size, 2))
@@ -169,10 +169,10 @@ def _background(rng, size):
 
 
 def _muted_colour(rng):
-    return _hsv_to_bgr(int(rng.integers(0, 180)), int(rng.integers(40, 150)), int(rng.integers(70, 210)))
+    return hsv_to_bgr(int(rng.integers(0, 180)), int(rng.integers(40, 150)), int(rng.integers(70, 210)))
 
 
-def _draw_distractors(rng, image, size):
+def draw_distractors(rng, image, size):
     """Class-agnostic clutter: headless body-like ellipses, bars and rings."""
     for _ in range(rng.integers(3, 7)):
         centre = tuple(int(v) for v in rng.integers(0, size, 2))
@@ -249,8 +249,8 @@ def _body_hsv(rng, label, num_classes, class_hue_probability, vividness):
 
 def render_sample(rng, label, num_classes, size, body_class_hue_probability=1.0, body_vividness=0.0):
     """Draw one image of class ``label``; returns a ``SyntheticSample``."""
-    image = _background(rng, size)
-    _draw_distractors(rng, image, size)
+    image = background(rng, size)
+    draw_distractors(rng, image, size)
     centre, half_axes, angle, head_centre, head_radius = _object_geometry(rng, size)
 
     body_mask = np.zeros((size, size), np.uint8)
@@ -261,8 +261,8 @@ def render_sample(rng, label, num_classes, size, body_class_hue_probability=1.0,
     cv2.fillPoly(head_mask, [_head_polygon(shape, head_centre, head_radius, angle)], 1)
 
     body_hsv = _body_hsv(rng, label, num_classes, body_class_hue_probability, body_vividness)
-    body = np.array(_hsv_to_bgr(*body_hsv), np.float32) * _stripes(rng, size, rng.uniform(0.1, 0.3))
-    head = (np.array(_hsv_to_bgr(class_hue(label, num_classes), HEAD_SATURATION, HEAD_VALUE), np.float32)
+    body = np.array(hsv_to_bgr(*body_hsv), np.float32) * stripes(rng, size, rng.uniform(0.1, 0.3))
+    head = (np.array(hsv_to_bgr(class_hue(label, num_classes), HEAD_SATURATION, HEAD_VALUE), np.float32)
             + rng.normal(0, 4, (size, size, 3)))
 
     image = np.where(body_mask[..., None] > 0, body, image)
@@ -309,7 +309,7 @@ def _write_image(task):
     return LabelEntry(relative_path, label, sample.box[None]), mask_box(sample.part_mask == PART_HEAD)
 
 
-def _worker_init():
+def worker_init():
     cv2.setNumThreads(1)
 
 
@@ -351,7 +351,7 @@ def generate_synthetic(out, workers=None, **params):
     if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_PROCESSES:
         results = [_write_image(task) for task in tasks]
     else:
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=worker_init) as pool:
             results = pool.map(_write_image, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
 
     first = 0

@@ -70,9 +70,10 @@ class Scores:
     """Every metric of the pass (``WSOLEvaluator``; PxAP with ``masks``, a ``MaskFolder``) and
     the per-image records (``records``, each with its ``image`` path)."""
 
-    def __init__(self, cam_threshold, sweep, masks, final_size, label_file):
+    def __init__(self, cam_threshold, sweep, masks, final_size, label_file, classifies=True):
         self.evaluator = WSOLEvaluator(cam_threshold, sweep)
         self.masks, self.final_size, self.label_file = masks, final_size, label_file
+        self.classifies = classifies    # False: a method without a classifier (FSL) has no classification metrics
         self.records = []
 
     def add(self, image):
@@ -80,7 +81,8 @@ class Scores:
         if self.masks is not None:
             stored = self.masks.eval_mask(image.path, image.image_size, self.final_size)
             mask = None if stored is None else object_pixels(stored)
-        record = self.evaluator.add(image.cam, image.gt_boxes, image.label, image.top5, mask=mask)
+        label, top5 = (image.label, image.top5) if self.classifies else (None, None)
+        record = self.evaluator.add(image.cam, image.gt_boxes, label, top5, mask=mask)
         record["image"] = image.path
         self.records.append(record)
         return record
@@ -128,7 +130,7 @@ class CamWriter:
 
     def add(self, image, record):
         write_npy(os.path.join(self.cam_dir, cam_file_name(image.path)), np.asarray(image.cam, np.float32))
-        self.entries.append(LabelEntry(image.path, record["label"], image.gt_boxes))
+        self.entries.append(LabelEntry(image.path, image.label, image.gt_boxes))
 
     def finish(self, metrics):
         write_frame(self.cam_dir, self.final_size)
@@ -138,6 +140,9 @@ class CamWriter:
 def class_name(class_names, index):
     """``"<index> <name>"`` (or the index alone without class names)."""
     return f"{index} {class_names[index]}" if class_names and 0 <= index < len(class_names) else str(index)
+
+
+NO_CLASSIFIER = "none (no classifier)"   # the predicted class of a method without one (FSL)
 
 
 class ExamplePanels:
@@ -153,8 +158,9 @@ class ExamplePanels:
             return
         name = f"{len(self.panels):03d}_{os.path.splitext(os.path.basename(image.path))[0]}"
         self.panels[name] = readable_example(
-            image.image, image.cam, image.gt_boxes, record["box"], class_name(self.class_names, record["label"]),
-            class_name(self.class_names, record["top5"][0]), record["iou"], self.cam_threshold)
+            image.image, image.cam, image.gt_boxes, record["box"], class_name(self.class_names, image.label),
+            NO_CLASSIFIER if record["top5"] is None else class_name(self.class_names, record["top5"][0]),
+            record["iou"], self.cam_threshold)
         self.arrays[name] = (image.image, image.cam, image.gt_boxes, np.array(record["box"]))
 
     def finish(self, metrics):

@@ -28,6 +28,7 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
 from models.wsol_model import WSOLModel
+from models.methods.registry import method
 from utils.config import config_dict, model_spec
 from utils.data.dataflow import get_eval_dataflow
 from utils.data.labels import read_class_names
@@ -131,7 +132,7 @@ def evaluation_pass(args, predictor, num_heads, label_file, image_root, masks, c
     stream = CamStream(predictor, num_heads, fusion_rule(args.cam_fusion, args.arch_name), label_file, image_root,
                        args.final_size, args.batch_size, args.workers, args.number_of_class, number_of_val, desc)
     scores = Scores(args.cam_threshold, sweep_thresholds(args.number_of_cam_curve_interval), masks,
-                    args.final_size, label_file)
+                    args.final_size, label_file, classifies=method(args.method_name).classifies)
     metrics = run_consumers(stream, scores, consumers)
     metrics.update(stream.data_report())
     if masks is not None and "pixel" not in metrics:

@@ -35,6 +35,9 @@ MODEL_ZOO_FOLDERS = {"vgg_gap": "Caffe-Converted/", "resnet": "ResNet/"}
 BACKBONE_KEYS = {"vgg_gap": re.compile(r"conv[1-5]_[1-3]/[Wb]"),
                  "resnet": re.compile(r"(conv0|group\d+/block\d+/(conv[1-3]|convshortcut|fc[12]))/.+")}
 KEYS_SHOWN = 8
+# The first convolution of each backbone's model-zoo file: 64 output channels at width 1.0.
+FIRST_LAYER = {"vgg_gap": "conv1_1/W", "resnet": "conv0/W"}
+FIRST_LAYER_CHANNELS = 64
 
 
 def model_zoo_url(arch):
@@ -69,22 +72,55 @@ def _names(keys):
     return {k[:-2] if k.endswith(":0") else k for k in keys}
 
 
-def check_backbone_loaded(path, arch, used, variables_by_name):
+def backbone_variable_names(arch):
+    """Save names of the graph's model variables (``model_variable_names``: not the optimizer's
+    slots such as ``conv0/W/Momentum``) that the model-zoo file of ``arch`` provides, sorted."""
+    return [name for name in model_variable_names() if BACKBONE_KEYS[arch].fullmatch(name)]
+
+
+def check_backbone_loaded(path, arch, used):
     """Raise PretrainedWeightsError naming ``path`` unless it fills at least one variable
-    and (for a known ``arch``) every backbone variable of the graph."""
+    and (for a known ``arch``) every backbone model variable of the graph."""
     url = model_zoo_url(arch) if arch in MODEL_ZOO_FILES else MODEL_ZOO_URL
     if not used:
         raise PretrainedWeightsError(f"{path}: none of its keys names a variable of this graph "
                                      f"(the model-zoo file of --arch_name {arch} is {url})")
     if arch not in BACKBONE_KEYS:
         return
-    backbone = {n for n in variables_by_name if BACKBONE_KEYS[arch].fullmatch(n)}
+    backbone = set(backbone_variable_names(arch))
     missing = sorted(backbone - _names(used))
     if missing:
         shown = " ".join(missing[:KEYS_SHOWN]) + (" ..." if len(missing) > KEYS_SHOWN else "")
         raise PretrainedWeightsError(
             f"{path} lacks {len(missing)} of the {len(backbone)} backbone weights of --arch_name {arch}: "
             f"{shown} (the model-zoo file is {url})")
+
+
+def npz_backbone(arrays):
+    """(backbone, width multiplier) of a model-zoo-format file, from its first convolution
+    (``FIRST_LAYER``) and that layer's output channels; (None, None) when it has neither."""
+    for arch, key in FIRST_LAYER.items():
+        if key in arrays:
+            return arch, arrays[key].shape[-1] / FIRST_LAYER_CHANNELS
+    return None, None
+
+
+def check_backbone_fits(path, arch, arrays, variables_by_name):
+    """One PretrainedWeightsError line naming both backbones, or both widths, when the file's
+    backbone (``npz_backbone``) is not the graph's ``arch`` or was trained at another width."""
+    file_arch, file_width = npz_backbone(arrays)
+    if arch not in FIRST_LAYER or file_arch is None:
+        return
+    if file_arch != arch:
+        raise PretrainedWeightsError(f"{path} holds a {file_arch} backbone ({FIRST_LAYER[file_arch]}), but the graph "
+                                     f"is --arch_name {arch}; use the {arch} file")
+    graph_channels = variables_by_name[FIRST_LAYER[arch]][0].shape.as_list()[-1]
+    graph_width = graph_channels / FIRST_LAYER_CHANNELS
+    if graph_channels != arrays[FIRST_LAYER[arch]].shape[-1]:
+        raise PretrainedWeightsError(
+            f"{path} holds a {arch} backbone of width {file_width:g} ({FIRST_LAYER[arch]}: "
+            f"{arrays[FIRST_LAYER[arch]].shape[-1]} channels), but the graph has --width_multiplier {graph_width:g} "
+            f"({graph_channels} channels); use a file of width {graph_width:g} or --width_multiplier {file_width:g}")
 
 
 def match_npz(arrays, variables_by_name, path="<npz>"):
@@ -129,8 +165,9 @@ class NpzInit(SessionInit):
 
     def _setup_graph(self):
         by_name = _graph_variables()
+        check_backbone_fits(self.path, self.arch, self.arrays, by_name)
         used, skipped, new = match_npz(self.arrays, by_name, self.path)
-        check_backbone_loaded(self.path, self.arch, used, by_name)
+        check_backbone_loaded(self.path, self.arch, used)
         self.report = (used, skipped, new)
         self._assignments = [(var, self.arrays[key]) for key in used
                              for var in by_name[key[:-2] if key.endswith(":0") else key]]
