@@ -236,4 +236,3 @@ def test_precision_is_recorded_per_run_and_never_inherited(tmp_path):
     # a result recorded before --precision existed was fp32
     assert config_differences({}, {"precision": "fp32"}) == []
     assert config_differences({}, {"precision": "bf16"}) == [("precision", "fp32", "bf16")]
-
