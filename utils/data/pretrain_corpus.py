@@ -32,7 +32,6 @@ parameters give the same files whatever the number of worker processes.
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -43,8 +42,8 @@ import numpy as np
 
 from utils.atomic import write_image, write_json, write_text
 from utils.data.labels import LabelEntry, write_label_list
-from utils.data.synthetic import (HEAD_SHAPES, JPEG_QUALITY, background, draw_distractors, hsv_to_bgr, mask_box,
-                                  worker_init)
+from utils.data.synthetic import (HEAD_SHAPES, JPEG_QUALITY, background, draw_distractors, hsv_to_bgr, map_images,
+                                  mask_box)
 from utils.errors import UserError, exit_on_user_error
 
 CORPUS_VERSION = 1
@@ -54,7 +53,6 @@ TEXTURES = ("plain", "stripes", "checker", "spots")
 DEFAULT_PARAMS = {"hues": 4, "num_train_per_class": 140, "num_val_per_class": 20, "size": 96,
                   "min_scale": 0.3, "max_scale": 0.6, "seed": 0}
 SPLITS = ("train", "val")
-MIN_IMAGES_FOR_PROCESSES = 200
 OBJECT_SATURATION = (170, 255)
 OBJECT_VALUE = (170, 250)
 HUE_SPREAD = 5                 # standard deviation of an object's hue around its class hue
@@ -198,12 +196,7 @@ def generate(out, workers=None, **params):
         os.makedirs(os.path.join(out, "images", class_dir_name(label, params["hues"])))
     counts = {split: params[f"num_{split}_per_class"] * num_classes for split in SPLITS}
     tasks = [(out, split, index, params) for split in SPLITS for index in range(counts[split])]
-    workers = os.cpu_count() if workers is None else workers
-    if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_PROCESSES:
-        entries = [_write_image(task) for task in tasks]
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=worker_init) as pool:
-            entries = pool.map(_write_image, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+    entries = map_images(_write_image, tasks, workers)
     write_label_list(os.path.join(out, "train.txt"), entries[:counts["train"]])
     write_label_list(os.path.join(out, "val.txt"), entries[counts["train"]:])
     write_text(os.path.join(out, "words.txt"),

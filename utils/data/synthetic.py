@@ -313,6 +313,16 @@ def worker_init():
     cv2.setNumThreads(1)
 
 
+def map_images(write, tasks, workers=None):
+    """``[write(task) for task in tasks]``, in spawned worker processes (``workers``, default all
+    cores) unless there are few tasks or one worker; ``write`` is a module-level function."""
+    workers = os.cpu_count() if workers is None else workers
+    if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_PROCESSES:
+        return [write(task) for task in tasks]
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=worker_init) as pool:
+        return pool.map(write, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+
+
 def trivial_box_localization(boxes, size):
     """GT-known Loc (IoU >= 0.5, +1 convention) of two box-free guesses for ``[n,4]`` GT boxes:
     the whole image, and a centred box of the mean GT width and height."""
@@ -347,12 +357,7 @@ def generate_synthetic(out, workers=None, **params):
     counts = {"train": params["num_train"], "val": params["num_val"],
               "train_fullsup": params["num_fullsup_per_class"] * num_classes}
     tasks = [(out, split, index, params) for split in SPLITS for index in range(counts[split])]
-    workers = os.cpu_count() if workers is None else workers
-    if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_PROCESSES:
-        results = [_write_image(task) for task in tasks]
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=worker_init) as pool:
-            results = pool.map(_write_image, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+    results = map_images(_write_image, tasks, workers)
 
     first = 0
     by_split = {}
