@@ -50,6 +50,10 @@ def test_reduced_demo_writes_table_and_files(tmp_path):
     assert "wall time" in result.stdout
     assert (out / "results.md").read_text().count("|") > 20
     assert summary["config"]["arch"] == arch
+    for method in ("CAM", "E2Net"):      # what each run recorded of how it ran: fp32, from scratch, 1 epoch
+        assert summary["run_settings"][method]["precision"] == "fp32"
+        assert summary["run_settings"][method]["pretrained"] is None and summary["run_settings"][method]["epoch"] == 1
+    assert "CAM: precision fp32" in (out / "results.md").read_text()
     with open(os.path.join(summary["runs"], "E2Net", "config.json")) as f:
         assert json.load(f)["arch_name"] == arch
 

@@ -125,9 +125,13 @@ def runs_dir(args):
     return os.path.join(args.out, f"{args.arch}-{args.epochs}ep-seed{args.seed}-{digest}")
 
 
+# What each run's own record says about how it ran (copied into results.json and results.md).
+RUN_SETTINGS = ("precision", "pretrained", "epoch", "steps_per_epoch", "seed", "base_lr", "lr_decay_epochs")
+
+
 def run_train(args, method, timing):
-    """Train (or resume) and evaluate one method with train.py; returns its metrics and
-    records the seconds of each stage in ``timing``."""
+    """Train (or resume) and evaluate one method with train.py; returns its metrics.json record
+    (``metrics`` and ``config``) and records the seconds of each stage in ``timing``."""
     log_dir = os.path.join(runs_dir(args), method)
     # train.py trains, then evaluates min-val-error-top1 (as released): one process, one start-up
     print(f"[demo] {method}: training, then evaluating ({log_dir})", flush=True)
@@ -137,7 +141,7 @@ def run_train(args, method, timing):
     finally:
         timing[f"{method} train + evaluate"] = round(time.time() - start, 1)
     with open(os.path.join(latest_result_dir(log_dir), "metrics.json")) as f:
-        return json.load(f)["metrics"]
+        return json.load(f)
 
 
 def _crop_boxes(args, split):
@@ -245,20 +249,24 @@ def _main(argv=None):
     timing = {"synthetic set": round(time.time() - start, 1)}
     print(f"[demo] synthetic set ({args.variant}) {'generated' if generated else 'cached'} in {synth_dir}",
           flush=True)
-    results = {method: run_train(args, method, timing) for method in args.methods}
+    records = {method: run_train(args, method, timing) for method in args.methods}
+    results = {method: record["metrics"] for method, record in records.items()}
+    settings = {method: {key: record["config"].get(key) for key in RUN_SETTINGS} for method, record in records.items()}
     rows = dict({method: method_row(metrics) for method, metrics in results.items()}, **reference_rows(args))
     table = comparison_table(rows)
     grid = os.path.join(args.out, "comparison.png")
     write_comparison_grid(args, grid)
     elapsed = time.time() - start
     timing["total"] = round(elapsed, 1)
-    summary = {"config": vars(args), "runs": runs_dir(args), "results": results, "table": rows,
+    summary = {"config": vars(args), "runs": runs_dir(args), "run_settings": settings, "results": results, "table": rows,
                "timing_seconds": timing, "wall_time_seconds": elapsed}
     write_json(os.path.join(args.out, "results.json"), summary, indent=2, default=str)
     write_text(os.path.join(args.out, "results.md"),
                f"# Demo: {' vs '.join(args.methods)} on SYNTH ({args.variant}; {args.arch} {regime(args)}, {args.size}px, "
                f"width {args.width}, {args.epochs} epochs)\n\n{table}\n\n"
                f"Runs and logs: `{runs_dir(args)}`\n\n"
+               f"Each run's settings (its own metrics.json): " +
+               "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for m, s in settings.items()) + "\n\n"
                f"Seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}\n")
     print(f"\n{table}\n")
     print(f"[demo] seconds per stage: {', '.join(f'{k} {v}' for k, v in timing.items())}")
