@@ -32,6 +32,7 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -307,16 +308,11 @@ CENTRED_BOX = "trivial: centred mean box"
 def centred_box_row(args, data_root):
     """The centred box of the mean GT size on the val list (no network, no τ), as table values."""
     from utils.demo import reference_rows      # the demo owns the reference rows
-    row = reference_rows(_demo_view(args, data_root))[CENTRED_BOX]
+    view = SimpleNamespace(data_dir=data_root, image_size=args.image_size, size=args.size)   # what it reads
+    row = reference_rows(view)[CENTRED_BOX]
     values = {"gt_known_held_out": row["gt_known_loc"], "maxboxacc_v2": row["maxboxacc_v2"]}
     values.update({f"iou{iou}": row[f"iou{iou}"] for iou in (30, 50, 70)})
     return values
-
-
-def _demo_view(args, data_root):
-    class View:   # the three settings reference_rows reads
-        data_dir, image_size, size = data_root, args.image_size, args.size
-    return View
 
 
 def tune_markdown(args, trials, chosen, stats, compared, reference, wall_time):
